@@ -1,0 +1,203 @@
+"""Every figure the notebooks show. Each function returns its matplotlib ``Figure``.
+
+Figures of anything that ran on synthetic data carry ``SYNTHETIC DATA`` in their title.
+matplotlib picks a non-interactive backend by itself where there is no display.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from .evaluate import NEGATIVE, POSITIVE, Run, binary_metrics, calibration, to_binary
+
+SYNTHETIC_MARK = "SYNTHETIC DATA"
+
+
+# =========================================================================================
+# Evaluation figures: ROC/PR, confusion matrices, calibration, threshold trade-off.
+# They take runs from helpers.evaluate.read_runs and use each run's validation-chosen threshold.
+# =========================================================================================
+
+
+def _suptitle(fig, title: str, *, synthetic: bool) -> None:
+    """The figure title, marked loudly when the data are synthetic."""
+    if synthetic:
+        fig.suptitle(f"{SYNTHETIC_MARK} (not real patients): {title}", color="firebrick", fontweight="bold")
+    else:
+        fig.suptitle(title)
+
+
+def _labelled(runs: list[Run], split: str) -> list[tuple[str, Run, np.ndarray, np.ndarray]]:
+    """(label, run, y, prob) for each run with rows in ``split``; the dataset joins the label when several."""
+    several = len({run.dataset for run in runs}) > 1
+    out = []
+    for run in runs:
+        rows = run.split(split)
+        if not rows.empty:
+            label = f"{run.dataset}/{run.model}" if several else run.model
+            out.append((label, run, to_binary(rows["y_true"]), rows["probability"].to_numpy(float)))
+    return out
+
+
+def _where(items, split: str) -> str:
+    """``"covid-ct, test split"``: the datasets and split a figure shows."""
+    return f"{', '.join(sorted({item[1].dataset for item in items}))}, {split} split"
+
+
+def _two_class(runs: list[Run], split: str):
+    curves = [item for item in _labelled(runs, split) if 0 < item[2].sum() < len(item[2])]
+    if not curves:
+        raise ValueError(f"no run has both {POSITIVE} and {NEGATIVE} images in its {split} predictions")
+    return curves
+
+
+def plot_roc_pr(runs: list[Run], split: str = "test", *, vertical: bool = False):
+    """ROC and precision-recall curves side by side (or one above the other), one per model.
+
+    Dots mark each model's operating point at its val-chosen threshold.
+    """
+    curves = _two_class(runs, split)
+    fig, (roc_ax, pr_ax) = (
+        plt.subplots(2, 1, figsize=(6, 10)) if vertical else plt.subplots(1, 2, figsize=(12, 5))
+    )
+    prevalences = {}
+    for label, run, y, prob in curves:
+        point = binary_metrics(y, prob, run.threshold)
+        fpr, tpr, _ = roc_curve(y, prob)
+        (line,) = roc_ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, prob):.2f})")
+        roc_ax.plot(1 - point["specificity"], point["sensitivity"], "o", color=line.get_color())
+        precision, recall, _ = precision_recall_curve(y, prob)
+        ap = average_precision_score(y, prob)
+        pr_ax.plot(recall, precision, color=line.get_color(), label=f"{label} (AP {ap:.2f})")
+        if point["precision"] is not None:
+            pr_ax.plot(point["sensitivity"], point["precision"], "o", color=line.get_color())
+        prevalences.setdefault(run.dataset, y.mean())
+    roc_ax.plot([0, 1], [0, 1], "k--", lw=1, label="chance / majority baseline (AUC 0.50)")
+    for dataset, prevalence in prevalences.items():
+        name = f" {dataset}" if len(prevalences) > 1 else ""
+        pr_ax.axhline(
+            prevalence, color="k", ls="--", lw=1, label=f"baseline{name}: prevalence {prevalence:.2f}"
+        )
+    roc_ax.set(
+        xlabel="1 - specificity (false positive rate)",
+        ylabel="sensitivity (true positive rate)",
+        title="ROC (dots: threshold chosen on val)",
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+    )
+    pr_ax.set(
+        xlabel="sensitivity (recall)",
+        ylabel="PPV (precision)",
+        title="Precision-recall",
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+    )
+    for ax in (roc_ax, pr_ax):
+        ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize="small")
+        ax.grid(alpha=0.3)
+    _suptitle(fig, _where(curves, split), synthetic=any(item[1].synthetic for item in curves))
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrices(runs: list[Run], split: str = "test", *, ncols: int = 3):
+    """One confusion matrix per model at its val-chosen threshold: counts and share of each true class."""
+    items = _labelled(runs, split)
+    if not items:
+        raise ValueError(f"no run has {split} predictions")
+    ncols = min(ncols, len(items))
+    nrows = math.ceil(len(items) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.6 * nrows), squeeze=False)
+    for ax, (label, run, y, prob) in zip(axes.flat, items, strict=False):
+        counts = np.asarray(binary_metrics(y, prob, run.threshold)["confusion_matrix"])
+        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        for (row, col), count in np.ndenumerate(counts):
+            color = "white" if shares[row, col] > 0.6 else "black"
+            ax.text(col, row, f"{count}\n({shares[row, col]:.0%})", ha="center", va="center", color=color)
+        ax.set_xticks([0, 1], [NEGATIVE, POSITIVE])
+        ax.set_yticks([0, 1], [NEGATIVE, POSITIVE])
+        ax.set(xlabel="predicted", ylabel="true", title=f"{label}\nthreshold {run.threshold:.2f}")
+    for ax in axes.flat[len(items) :]:
+        ax.set_visible(False)
+    _suptitle(
+        fig, f"confusion matrices: {_where(items, split)}", synthetic=any(i[1].synthetic for i in items)
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(runs: list[Run], split: str = "test", *, n_bins: int = 10):
+    """Reliability diagram (observed COVID rate per probability bin) above a histogram of probabilities."""
+    items = _labelled(runs, split)
+    if not items:
+        raise ValueError(f"no run has {split} predictions")
+    fig, (ax, hist_ax) = plt.subplots(
+        2, 1, figsize=(6.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    for label, _, y, prob in items:
+        table = calibration(y, prob, n_bins=n_bins)
+        (line,) = ax.plot(
+            table["mean_probability"],
+            table["fraction_positive"],
+            "o-",
+            label=f"{label} (Brier {table.attrs['brier']:.3f})",
+        )
+        hist_ax.hist(prob, bins=n_bins, range=(0, 1), histtype="step", color=line.get_color())
+    ax.set(ylabel=f"observed fraction {POSITIVE}", xlim=(0, 1), ylim=(-0.02, 1.02))
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    hist_ax.set(xlabel=f"predicted probability of {POSITIVE}", ylabel="images")
+    _suptitle(fig, f"calibration: {_where(items, split)}", synthetic=any(item[1].synthetic for item in items))
+    fig.tight_layout()
+    return fig
+
+
+def _rates_by_threshold(y: np.ndarray, prob: np.ndarray, thresholds: np.ndarray):
+    """Sensitivity and specificity at each threshold (``prob >= threshold`` is COVID)."""
+    positives, negatives = np.sort(prob[y == 1]), np.sort(prob[y == 0])
+    sensitivity = 1 - np.searchsorted(positives, thresholds, side="left") / max(len(positives), 1)
+    specificity = np.searchsorted(negatives, thresholds, side="left") / max(len(negatives), 1)
+    return sensitivity, specificity
+
+
+def plot_threshold_tradeoff(run: Run, *, splits=("val", "test"), figsize=(8, 4.5)):
+    """Sensitivity and specificity against the threshold, per split, with the val-chosen threshold marked."""
+    thresholds = np.linspace(0, 1, 401)
+    fig, ax = plt.subplots(figsize=figsize)
+    for split, style in zip(splits, ("-", "--", ":"), strict=False):
+        rows = run.split(split)
+        if rows.empty:
+            continue
+        sensitivity, specificity = _rates_by_threshold(
+            to_binary(rows["y_true"]), rows["probability"].to_numpy(float), thresholds
+        )
+        ax.plot(thresholds, sensitivity, style, color="tab:red", label=f"sensitivity ({split})")
+        ax.plot(thresholds, specificity, style, color="tab:blue", label=f"specificity ({split})")
+    ax.axvline(
+        run.threshold,
+        color="k",
+        lw=1,
+        label=f"threshold {run.threshold:.2f} chosen on val ({run.threshold_rule})",
+    )
+    ax.set(
+        xlabel=f"threshold (probability of {POSITIVE} at or above it counts as {POSITIVE})",
+        ylabel="rate",
+        xlim=(0, 1),
+        ylim=(-0.02, 1.02),
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small", ncol=3)
+    ax.grid(alpha=0.3)
+    _suptitle(fig, f"{run.dataset}/{run.model}: sensitivity-specificity trade-off", synthetic=run.synthetic)
+    fig.tight_layout()
+    return fig

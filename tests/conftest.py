@@ -1,0 +1,27 @@
+"""Shared fixtures: real sample data from ../shared/data, isolated data/output folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of small real X-rays and CT slices; tests skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA} (see ../shared/data/README.md)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def course_dirs(tmp_path, monkeypatch):
+    """Point COURSE_DATA_DIR and COURSE_OUTPUT_DIR at fresh temporary folders."""
+    data, out = tmp_path / "data", tmp_path / "outputs"
+    monkeypatch.setenv("COURSE_DATA_DIR", str(data))
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(out))
+    return data, out
