@@ -877,3 +877,39 @@ for _name, _parts in RECIPES.items():
             prepare=combine(_parts),
         )
     )
+
+
+def prepare_synthetic(
+    data_dir: Path, *, modality: str = "xray", n_patients: int = 160, size: int = 192, marker: bool = False,
+    seed: int = 0, **options,
+) -> Prepared:
+    """Generate (once) the synthetic dataset for these options; a finished folder is reused."""
+    from helpers import synthetic
+
+    settings = dict(modality=modality, n_patients=n_patients, size=size, marker=marker, seed=seed, **options)
+    root = data_dir / "synthetic" / f"{modality}-{synthetic.options_key(**settings)}"
+    manifest = root / "rows.csv"
+    if not manifest.exists():
+        rows = synthetic.generate(root, **settings)
+        rows.to_csv(manifest.with_suffix(".tmp"), index=False)
+        manifest.with_suffix(".tmp").replace(manifest)
+    rows = pd.read_csv(manifest, dtype={"patient_id": str})
+    note = "SYNTHETIC data: generated cartoons of chest images, not real patients"
+    if marker:
+        note += f"; {int(rows['marker'].sum())} images carry the '{synthetic.MARKER_TEXT}' source marker"
+    return Prepared(root, rows, [note])
+
+
+for _name, _modality in (("synthetic", "xray"), ("synthetic-ct", "ct")):
+    register(
+        Source(
+            name=_name,
+            modality=_modality,
+            description=f"Synthetic {MODALITIES[_modality]} images generated offline (helpers.synthetic)",
+            license="public domain (generated)",
+            size="generated on the fly; a few MB",
+            homepage="",
+            prepare=partial(prepare_synthetic, modality=_modality),
+            synthetic=True,
+        )
+    )

@@ -1,0 +1,128 @@
+"""``setup()``: the first call of every notebook. Versions, device, strategy, seeds, widgets."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass, field
+
+IS_COLAB = "google.colab" in sys.modules
+_STRATEGY = None  # set by setup(); models are built and compiled in its scope
+
+
+@dataclass
+class Setup:
+    """What ``setup()`` found; notebooks keep it as ``ENV``."""
+
+    strategy: object
+    gpus: list[str]
+    mixed_precision: bool
+    seed: int
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def gpu(self) -> bool:
+        return bool(self.gpus)
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _point_caches_into_project() -> None:
+    """Keras downloads (ImageNet weights) go under the course's data cache, not the home folder."""
+    from helpers.paths import data_dir
+
+    os.environ.setdefault("KERAS_HOME", str(data_dir() / "keras"))
+
+
+def versions() -> dict:
+    """Versions of everything that matters for reproducing a run."""
+    import importlib.metadata as md
+
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("covid-course", "tensorflow", "tensorflow-cpu", "keras", "xgboost", "xgboost-cpu", "numpy",
+                 "pandas", "scikit-learn", "matplotlib", "pillow", "ipywidgets"):
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def seed_everything(seed: int = 42) -> None:
+    """Python, NumPy and TensorFlow/Keras random generators from one seed."""
+    import keras
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def _strategy():
+    """TPU if present, all GPUs if several, else the default (one GPU or the CPU)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"):
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver), []
+    names = [gpu.name for gpu in gpus]
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy(), names
+    return tf.distribute.get_strategy(), names
+
+
+def strategy_scope():
+    """The scope of the strategy ``setup()`` chose (the default strategy before ``setup()``)."""
+    import tensorflow as tf
+
+    return (_STRATEGY or tf.distribute.get_strategy()).scope()
+
+
+def setup(seed: int = 42, *, mixed_precision: bool | None = None, verbose: bool = True) -> Setup:
+    """Prepare a notebook: quiet logs, caches in the project, strategy, mixed precision on GPU, seeds.
+
+    ``mixed_precision=None`` turns float16 compute on exactly when a GPU is present
+    (models keep a float32 output layer).
+    """
+    _quiet_tensorflow()
+    _point_caches_into_project()
+    import keras
+
+    global _STRATEGY
+    strategy, gpus = _strategy()
+    _STRATEGY = strategy
+    use_mixed = bool(gpus) if mixed_precision is None else mixed_precision
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
+    seed_everything(seed)
+    if IS_COLAB:
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.enable_custom_widget_manager()
+    found = Setup(strategy=strategy, gpus=gpus, mixed_precision=use_mixed, seed=seed, versions=versions())
+    if verbose:
+        print(describe(found))
+    return found
+
+
+def describe(found: Setup) -> str:
+    v = found.versions
+    device = ", ".join(found.gpus) if found.gpus else f"CPU only ({os.cpu_count()} cores)"
+    lines = [
+        f"python {v['python']} | tensorflow {v.get('tensorflow') or v.get('tensorflow-cpu')} | keras {v.get('keras')}"
+        f" | xgboost {v.get('xgboost') or v.get('xgboost-cpu')} | numpy {v.get('numpy')}",
+        f"device: {device} | strategy: {type(found.strategy).__name__} ({found.strategy.num_replicas_in_sync} "
+        f"replica) | mixed precision: {'on' if found.mixed_precision else 'off'} | seed: {found.seed}"
+        f" | Colab: {'yes' if IS_COLAB else 'no'}",
+    ]
+    if not found.gpus:
+        lines.append("No GPU: the SMOKE and cpu settings keep runs short. In Colab: Runtime > Change runtime type > GPU.")
+    return "\n".join(lines)

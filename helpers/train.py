@@ -1,0 +1,147 @@
+"""Training and the artifact contract shared by every model of the course.
+
+``fit`` trains on the train split and selects on the validation split only
+(early stopping and best-weights restore on validation AUC); ``save_run``
+predicts val and test, chooses the decision threshold on val, and writes
+``outputs/<dataset>/<model>/``: ``model.keras``, ``history.json``,
+``predictions.csv`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from helpers import paths
+from helpers.environment import strategy_scope, versions
+from helpers.evaluate import binary_metrics, choose_threshold
+from helpers.images import ImageSet
+from helpers.pipeline import labels_of, make_pipeline, split_arrays, split_pipeline
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Weights that make both classes count equally in the loss (``n / (2 * n_class)``)."""
+    labels = np.asarray(labels).astype(int)
+    counts = np.bincount(labels, minlength=2)
+    return {k: float(len(labels) / (2 * counts[k])) if counts[k] else 0.0 for k in (0, 1)}
+
+
+def fit(
+    model: keras.Model, image_set: ImageSet, *, epochs: int = 10, batch_size: int = 32,
+    learning_rate: float = 1e-3, patience: int = 4, seed: int = 42, verbose: int | str = "auto",
+    history: dict | None = None,
+) -> dict:
+    """Train ``model`` on the train split, select on val; returns the history (appended to ``history``).
+
+    Adam with a cosine-decayed learning rate, class weights for imbalance, early
+    stopping on validation AUC with the best weights restored. The test split is
+    not touched here.
+    """
+    train = split_pipeline(image_set, "train", batch_size=batch_size, training=True, seed=seed)
+    val = split_pipeline(image_set, "val", batch_size=batch_size)
+    steps = max(1, epochs * int(np.ceil((image_set.manifest["split"] == "train").sum() / batch_size)))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+    with strategy_scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+    stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=patience, restore_best_weights=True)
+    started = time.perf_counter()
+    result = model.fit(
+        train, validation_data=val, epochs=epochs, callbacks=[stop],
+        class_weight=class_weights(labels_of(image_set, "train")), verbose=verbose,
+    )
+    merged = {k: list(v) for k, v in (history or {}).items()}
+    for name, values in result.history.items():
+        merged.setdefault(name, []).extend(float(v) for v in values)
+    merged.setdefault("seconds", []).append(round(time.perf_counter() - started, 2))
+    return merged
+
+
+def predict(model: keras.Model, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """Probabilities of COVID for ``images`` (N x size x size uint8)."""
+    if len(images) == 0:
+        return np.zeros(0, np.float32)
+    return model.predict(make_pipeline(images, batch_size=batch_size), verbose=0).reshape(-1).astype(np.float32)
+
+
+def predictions_frame(image_set: ImageSet, probabilities: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``path, patient_id, split, label, y_true, probability`` for the splits given."""
+    parts = []
+    for split, prob in probabilities.items():
+        rows = image_set.manifest[image_set.manifest["split"] == split]
+        parts.append(rows[["path", "patient_id", "split", "label"]].assign(
+            y_true=(rows["label"] == "COVID").astype(int).to_numpy(), probability=prob))
+    return pd.concat(parts, ignore_index=True)
+
+
+def save_run(
+    name: str, *, dataset, predictions: pd.DataFrame, history: dict | None = None, model: keras.Model | None = None,
+    train_seconds: float = 0.0, weights: str | None = None, img_size: int | None = None,
+    gradcam_layer: str | None = None, n_parameters: int | None = None, params: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Choose the threshold on val, compute val and test metrics, write every artifact; returns metrics.json."""
+    folder = paths.run_dir(dataset.name, name)
+    val, test = (predictions[predictions["split"] == s] for s in ("val", "test"))
+    threshold = choose_threshold(val["y_true"], val["probability"], rule="youden")
+    counts = dataset.manifest["split"].value_counts()
+    metrics = {
+        "model": name,
+        "dataset": dataset.name,
+        "synthetic": bool(dataset.synthetic),
+        "modality": dataset.modality,
+        "weights": weights,
+        "threshold": float(threshold),
+        "threshold_rule": "youden (validation split)",
+        "img_size": img_size,
+        "gradcam_layer": gradcam_layer,
+        "val": binary_metrics(val["y_true"], val["probability"], threshold),
+        "test": binary_metrics(test["y_true"], test["probability"], threshold),
+        "train_seconds": round(float(train_seconds), 2),
+        "n_images": {s: int(counts.get(s, 0)) for s in ("train", "val", "test")},
+        "epochs": len((history or {}).get("loss", [])),
+        "n_parameters": n_parameters if n_parameters is not None else (model.count_params() if model else None),
+        "params": params or {},
+        "environment": versions(),
+        **(extra or {}),
+    }
+    if model is not None:
+        model.save(folder / "model.keras")
+    (folder / "history.json").write_text(json.dumps(history or {}, indent=1))
+    predictions.to_csv(folder / "predictions.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics
+
+
+def evaluate_and_save(
+    model: keras.Model, image_set: ImageSet, dataset, *, name: str | None = None, history: dict | None = None,
+    weights: str | None = None, params: dict | None = None, batch_size: int = 64,
+) -> dict:
+    """Predict val and test with a trained Keras model and write its artifacts (see ``save_run``)."""
+    from helpers.models import gradcam_layer, input_size
+
+    probabilities = {s: predict(model, split_arrays(image_set, s)[0], batch_size=batch_size) for s in ("val", "test")}
+    return save_run(
+        name or model.name, dataset=dataset, predictions=predictions_frame(image_set, probabilities),
+        history=history, model=model, train_seconds=sum((history or {}).get("seconds", [])), weights=weights,
+        img_size=input_size(model), gradcam_layer=gradcam_layer(model), params=params,
+    )
+
+
+def summary_line(metrics: dict) -> str:
+    t = metrics["test"]
+    return (f"{metrics['model']}: test AUC {t['auc']:.3f} | sensitivity {t['sensitivity']:.2f} | "
+            f"specificity {t['specificity']:.2f} at threshold {metrics['threshold']:.2f} (chosen on val) | "
+            f"{metrics['train_seconds']:.0f} s training")
+
+
+def load_metrics(folder: Path) -> dict:
+    return json.loads((Path(folder) / "metrics.json").read_text())
