@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def load_dataset(
     )
     columns = MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_COLUMNS]
     dataset = Dataset(
-        name=name, root=Path(prepared.root), manifest=rows[columns].reset_index(drop=True),
+        name=f"{name}-marker" if options.get("marker") else name, root=Path(prepared.root), manifest=rows[columns].reset_index(drop=True),
         modality=source.modality, synthetic=source.synthetic, notes=notes, requested=name,
     )
     dataset.save()
@@ -162,8 +163,7 @@ def cap_per_class(rows: pd.DataFrame, max_per_class: int, *, seed: int = 42) -> 
     keep = []
     rng = np.random.default_rng(seed)
     for _, part in rows.groupby("label"):
-        patients = part["patient_id"].unique()
-        rng.shuffle(patients)
+        patients = rng.permutation(np.asarray(part["patient_id"].unique(), dtype=object))
         sizes = part.groupby("patient_id").size().loc[patients]
         chosen = sizes.index[(sizes.cumsum() <= max_per_class).to_numpy()]
         keep.append(part[part["patient_id"].isin(chosen)])
@@ -204,7 +204,9 @@ def _take_fraction(rows: pd.DataFrame, groups: pd.Series, fraction: float, seed:
     if n_splits < 2:
         return rows.index[:0]
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, chosen = next(folds.split(rows, rows["label"], groups))
+    with warnings.catch_warnings():  # tiny classes (a handful of patients) are split as well as they can be
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        _, chosen = next(folds.split(rows, rows["label"], groups))
     return rows.index[chosen]
 
 

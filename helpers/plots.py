@@ -201,3 +201,38 @@ def plot_threshold_tradeoff(run: Run, *, splits=("val", "test"), figsize=(8, 4.5
     _suptitle(fig, f"{run.dataset}/{run.model}: sensitivity-specificity trade-off", synthetic=run.synthetic)
     fig.tight_layout()
     return fig
+
+
+# =========================================================================================
+# Training figures: learning curves and labelled image grids.
+# =========================================================================================
+
+
+def plot_history(history: dict, *, title: str = "training", synthetic: bool = False):
+    """Loss and AUC per epoch for train and validation: where the two curves part, over-fitting starts."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric in zip(axes, ("loss", "auc")):
+        epochs = np.arange(1, len(history.get(metric, [])) + 1)
+        ax.plot(epochs, history.get(metric, []), "o-", label="train")
+        ax.plot(epochs, history.get(f"val_{metric}", []), "o-", label="validation")
+        ax.set(xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _suptitle(fig, title, synthetic=synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def plot_images(images, titles, *, ncols: int = 6, title: str = "", synthetic: bool = False, size: float = 2.0):
+    """A grid of grayscale images with a title each."""
+    n = len(images)
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, text in zip(axes.ravel(), images, titles):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(text, fontsize=8)
+    _suptitle(fig, title, synthetic=synthetic)
+    fig.tight_layout()
+    return fig

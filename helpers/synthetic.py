@@ -163,13 +163,16 @@ def options_key(**options) -> str:
 def generate(
     out_dir: Path, *, modality: str = "xray", n_patients: int = 120, images_per_patient: tuple[int, int] = (1, 4),
     size: int = 256, covid_fraction: float = 0.45, marker: bool = False, marker_rate: float = 0.9, seed: int = 0,
+    severity_scale: float = 1.0,
 ) -> pd.DataFrame:
     """Write a synthetic dataset under ``out_dir/images`` and return its manifest rows.
 
     Patient ``i`` is drawn from its own random stream (``seed``, ``i``), so the
     same options always give the same images. With ``marker=True`` a COVID image
     carries the corner tag with probability ``marker_rate`` and a NORMAL image
-    with ``1 - marker_rate``.
+    with ``1 - marker_rate``; the tag stands for a hospital's device, so the
+    ``source`` column then names two "hospitals" (``-a`` tagged, ``-b`` not).
+    ``severity_scale`` multiplies the strength of the opacities (below 1: a fainter disease signal).
     """
     if modality not in ("xray", "ct"):
         raise ValueError(f"modality must be 'xray' or 'ct', not {modality!r}")
@@ -180,7 +183,7 @@ def generate(
         rng = np.random.default_rng([seed, patient])
         covid = rng.random() < covid_fraction
         anatomy = _anatomy(rng)
-        severity = rng.uniform(0.12, 0.35) if covid else 0.0
+        severity = severity_scale * rng.uniform(0.12, 0.35) if covid else 0.0
         sex, age = rng.choice(["M", "F"]), int(rng.integers(20, 90))
         view = rng.choice(["PA", "AP"]) if modality == "xray" else "axial"
         for k in range(int(rng.integers(images_per_patient[0], images_per_patient[1] + 1))):
@@ -193,7 +196,7 @@ def generate(
             Image.fromarray(pixels).save(out_dir / path)
             rows.append({
                 "path": path, "label": "COVID" if covid else "NORMAL", "patient_id": f"{source}:{patient:04d}",
-                "source": source, "modality": modality, "view": view, "sex": sex, "age": age,
+                "source": f"{source}-{'a' if has_marker else 'b'}" if marker else source, "modality": modality, "view": view, "sex": sex, "age": age,
                 "marker": has_marker,
             })
     return pd.DataFrame(rows)

@@ -33,7 +33,7 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 def fit(
     model: keras.Model, image_set: ImageSet, *, epochs: int = 10, batch_size: int = 32,
-    learning_rate: float = 1e-3, patience: int = 4, seed: int = 42, verbose: int | str = "auto",
+    learning_rate: float = 1e-3, patience: int = 5, seed: int = 42, verbose: int | str = "auto",
     history: dict | None = None,
 ) -> dict:
     """Train ``model`` on the train split, select on val; returns the history (appended to ``history``).
@@ -55,7 +55,7 @@ def fit(
     stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=patience, restore_best_weights=True)
     started = time.perf_counter()
     result = model.fit(
-        train, validation_data=val, epochs=epochs, callbacks=[stop],
+        train, validation_data=val, epochs=epochs, callbacks=[stop], shuffle=False,  # the pipeline shuffles
         class_weight=class_weights(labels_of(image_set, "train")), verbose=verbose,
     )
     merged = {k: list(v) for k, v in (history or {}).items()}
@@ -145,3 +145,41 @@ def summary_line(metrics: dict) -> str:
 
 def load_metrics(folder: Path) -> dict:
     return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def train_transfer(
+    backbone: str, dataset, *, img_size: int | None = None, weights: str | None = "imagenet", epochs: int = 10,
+    fine_tune_epochs: int = 5, fine_tune_fraction: float = 0.2, batch_size: int = 32, learning_rate: float = 1e-3,
+    fine_tune_learning_rate: float = 1e-5, strict: bool = False, verbose: int | str = 2,
+) -> tuple[keras.Model, dict]:
+    """Feature extraction, then fine-tuning, then artifacts: the recipe of notebook 03 for one backbone.
+
+    Phase 1 trains only the new head on a frozen ImageNet backbone. Phase 2
+    unfreezes the top ``fine_tune_fraction`` of the backbone (batch norm stays
+    frozen) and continues with a learning rate 100x lower, so the pretrained
+    features are adjusted, not destroyed. Returns ``(model, metrics)``.
+    """
+    from helpers.images import load_images
+    from helpers.models import backbone_spec, build_transfer, unfreeze_top
+
+    size = img_size or backbone_spec(backbone).size
+    image_set = load_images(dataset, size)
+    model, used = build_transfer(backbone, size=size, weights=weights, strict=strict)
+    print(f"{backbone}: phase 1, frozen backbone ({epochs} epochs at {size}px, weights={used})")
+    history = fit(model, image_set, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                  verbose=verbose)
+    if fine_tune_epochs:
+        n = unfreeze_top(model, fine_tune_fraction)
+        print(f"{backbone}: phase 2, fine-tuning the top {n} layers ({fine_tune_epochs} epochs)")
+        history = fit(model, image_set, epochs=fine_tune_epochs, batch_size=batch_size,
+                      learning_rate=fine_tune_learning_rate, verbose=verbose, history=history)
+    params = {"epochs": epochs, "fine_tune_epochs": fine_tune_epochs, "fine_tune_fraction": fine_tune_fraction,
+              "img_size": size, "batch_size": batch_size}
+    trainable = int(sum(keras.ops.size(w) for w in model.trainable_weights))
+    metrics = evaluate_and_save(model, image_set, dataset, name=backbone, history=history, weights=used,
+                                params={**params, "trainable_parameters": trainable})
+    return model, metrics
+
+
+def load_history(folder: Path) -> dict:
+    return json.loads((Path(folder) / "history.json").read_text())

@@ -62,8 +62,8 @@ def build(source: Path) -> nbformat.NotebookNode:
     head, _, rest = title.source.partition("\n")
     title.source = f"{head}\n\n{badge(source.stem)}\n{rest}\n\n> **{DISCLAIMER}**"
     notebook.cells.insert(1, nbformat.v4.new_code_cell(SETUP_CELL))
-    for cell in notebook.cells:
-        cell.pop("id", None)
+    for i, cell in enumerate(notebook.cells):
+        cell.id = f"{source.stem[:2]}-{i:02d}"
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     notebook.metadata = {
@@ -73,9 +73,7 @@ def build(source: Path) -> nbformat.NotebookNode:
         "language_info": {"name": "python"},
     }
     notebook.nbformat, notebook.nbformat_minor = 4, 5
-    nbformat.validator.normalize(notebook)
-    for i, cell in enumerate(notebook.cells):
-        cell.id = f"{source.stem[:2]}-{i:02d}"
+    nbformat.validate(notebook)
     return notebook
 
 

@@ -1,0 +1,94 @@
+# The course's commands. `make run-all` and `make test` set everything up on a fresh machine.
+# Variables: PROFILE=auto|full|cpu|smoke  DATASET=name[,name]  ONLY=02,03  FORCE=1  STRICT=1
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+COLAB_VENV := .venv-colab
+GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP := $(VENV)/.installed-$(GPU)
+
+# Keep every cache and config inside the project: runs leave nothing in the home folder.
+export COURSE_DATA_DIR ?= $(CURDIR)/data/cache
+export COURSE_OUTPUT_DIR ?= $(CURDIR)/outputs
+export KERAS_HOME ?= $(COURSE_DATA_DIR)/keras
+export KAGGLEHUB_CACHE ?= $(COURSE_DATA_DIR)/kagglehub
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+export JUPYTER_CONFIG_DIR ?= $(CURDIR)/.cache/jupyter/config
+export JUPYTER_DATA_DIR ?= $(CURDIR)/.cache/jupyter/data
+export JUPYTER_RUNTIME_DIR ?= $(CURDIR)/.cache/jupyter/runtime
+export IPYTHONDIR ?= $(CURDIR)/.cache/ipython
+export PIP_CACHE_DIR ?= $(CURDIR)/.cache/pip
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DATASET)) \
+	$(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(STRICT),--strict)
+
+.PHONY: help setup run-all smoke test test-colab lint notebooks report bench demo lock colab-constraints clean clean-cache
+
+help:
+	@echo "make run-all    run the whole course (GPU: full profile; CPU: about 30 min) and build the report"
+	@echo "make test       the test suite, including a SMOKE run of every notebook"
+	@echo "make smoke      every notebook with tiny settings, offline, X-ray and CT"
+	@echo "make setup | test-colab | lint | notebooks | report | bench | clean | clean-cache"
+
+setup: $(STAMP)
+
+# The CPU wheels on machines without an NVIDIA GPU (2.1 GB instead of 3.3 GB, no CUDA noise), CUDA ones with.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[$(GPU),run,lab,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run-all: $(STAMP)
+	$(PY) -m helpers run-all $(RUN_ARGS)
+
+smoke: $(STAMP)
+	$(PY) -m helpers run-all --profile smoke --no-report $(if $(DATASET),--dataset $(DATASET)) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# A second environment with the versions Colab's GPU runtime ships (requirements/colab.txt).
+$(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
+	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COLAB_VENV)/bin/python -m pip install --quiet -c requirements/colab.txt -e ".[cpu,run,dev]"
+	touch $@
+
+test-colab: $(COLAB_VENV)/.installed
+	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check helpers tests tools benchmarks
+	$(PY) tools/build_notebooks.py --check
+
+notebooks: $(STAMP)
+	$(PY) tools/build_notebooks.py
+
+report: $(STAMP)
+	$(PY) -m helpers report
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lock: $(STAMP)
+	(echo "# Exact versions that \`make setup\` installs (pip constraints). Regenerate with \`make lock\`."; \
+	 echo "# tensorflow/xgboost are listed for GPU machines next to their -cpu twins."; \
+	 $(PY) -m pip freeze --exclude-editable | grep -v '^covid-course'; \
+	 $(PY) -c "import importlib.metadata as m; print('tensorflow==' + m.version('tensorflow-cpu')); print('xgboost==' + m.version('xgboost-cpu'))") \
+	 > requirements/constraints.txt
+
+colab-constraints: $(STAMP)
+	$(PY) tools/colab_constraints.py
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache .cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-cache:
+	rm -rf data/cache

@@ -1,0 +1,257 @@
+"""``python -m helpers run-all``: execute the notebooks in order with papermill.
+
+Profiles set the notebooks' parameters: ``full`` (GPU scale), ``cpu`` (a laptop
+finishes the series in about half an hour) and ``smoke`` (CI: tiny settings,
+offline, both modalities). Executed notebooks go to ``outputs/notebooks/<dataset>/``.
+A notebook that already completed with the same parameters is skipped (the run
+resumes after an interruption); a changed parameter re-runs it and everything
+after it; ``--force`` re-runs all. The first failure stops the run, names the
+notebook and the cell, and keeps the partly executed notebook for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers import paths
+
+PROFILES = {
+    "full": {"common": {"SMOKE": False}},
+    "cpu": {
+        "common": {"SMOKE": False, "MAX_PER_CLASS": 250, "IMG_SIZE": 128, "BATCH_SIZE": 32},
+        "02": {"EPOCHS": 12},
+        "03": {"BACKBONES": ["vgg16", "densenet121"], "IMG_SIZE": 112, "EPOCHS": 4, "FINE_TUNE_EPOCHS": 2},
+        "04": {"IMG_SIZE": 128},
+        "05": {"N_BOOT": 500, "EPOCHS": 6},
+    },
+    "smoke": {"common": {"SMOKE": True, "WEIGHTS": None}},
+}
+# Minutes per notebook, measured (README, "Time needed"): shown in the plan before a run starts.
+ESTIMATES = {
+    "full": {"01": 3, "02": 5, "03": 20, "04": 5, "05": 3, "06": 1},
+    "cpu": {"01": 1, "02": 4, "03": 12, "04": 4, "05": 3, "06": 1},
+    "smoke": {"01": 0.4, "02": 0.6, "03": 0.8, "04": 0.5, "05": 0.8, "06": 0.4},
+}
+DEFAULT_DATASETS = {"full": ["covid19-radiography"], "cpu": ["covid19-radiography"],
+                    "smoke": ["synthetic", "synthetic-ct"]}
+HOSTS = {"kaggle": ("www.kaggle.com", 443), "github": ("raw.githubusercontent.com", 443)}
+
+
+@dataclass
+class Step:
+    notebook: Path
+    dataset: str
+    parameters: dict
+
+    @property
+    def number(self) -> str:
+        return self.notebook.name[:2]
+
+    @property
+    def fingerprint(self) -> str:
+        text = json.dumps({"notebook": self.notebook.read_text(), "parameters": self.parameters}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def output(self) -> Path:
+        return paths.output_dir() / "notebooks" / self.dataset / self.notebook.name
+
+
+class NotebookFailed(RuntimeError):
+    pass
+
+
+def has_gpu() -> bool:
+    """An NVIDIA GPU answers ``nvidia-smi`` (checked without importing TensorFlow)."""
+    if not shutil.which("nvidia-smi"):
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def choose_profile(requested: str | None) -> tuple[str, str]:
+    if requested and requested != "auto":
+        return requested, "asked for"
+    if has_gpu():
+        return "full", "a GPU was found"
+    return "cpu", "no GPU found (PROFILE=full forces the GPU-scale settings)"
+
+
+def online(host: tuple[str, int], timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection(host, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_dataset(name: str, *, strict: bool) -> tuple[str, str]:
+    """The dataset to run on and why: a real one that cannot be reached becomes its synthetic stand-in."""
+    from helpers.datasets import SYNTHETIC_FOR
+    from helpers.sources import get_source
+
+    source = get_source(name)
+    if source.synthetic:
+        return name, "synthetic (offline, generated)"
+    host = HOSTS["kaggle"] if "kaggle" in source.homepage else HOSTS["github"]
+    if online(host) or strict:
+        return name, f"real ({source.homepage})"
+    fallback = SYNTHETIC_FOR[source.modality]
+    return fallback, f"SYNTHETIC: {host[0]} cannot be reached, so {name!r} is replaced by {fallback!r}"
+
+
+def notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    found = sorted((root or paths.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return [nb for nb in found if not only or nb.name[:2] in only]
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    import papermill
+
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
+def plan(profile: str, datasets: list[str], selected: list[Path]) -> list[Step]:
+    settings = PROFILES[profile]
+    steps = []
+    for dataset in datasets:
+        for notebook in selected:
+            wanted = {**settings["common"], **settings.get(notebook.name[:2], {}), "DATASET": dataset}
+            declared = declared_parameters(notebook)
+            steps.append(Step(notebook, dataset, {k: v for k, v in wanted.items() if k in declared}))
+    return steps
+
+
+def state_file() -> Path:
+    return paths.output_dir() / "notebooks" / "state.json"
+
+
+def read_state() -> dict:
+    try:
+        return json.loads(state_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(state: dict) -> None:
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+
+
+def execute(step: Step, *, kernel: str = "python3") -> float:
+    """Run one notebook with papermill; raise NotebookFailed naming the cell on error."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output = step.output()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(step.notebook), str(output), parameters=step.parameters, kernel_name=kernel,
+            cwd=str(step.notebook.parent), progress_bar=sys.stderr.isatty(), log_output=False,
+        )
+    except PapermillExecutionError as error:
+        raise NotebookFailed(
+            f"{step.notebook.name} ({step.dataset}) failed in cell {error.exec_count or error.cell_index}: "
+            f"{error.ename}: {error.evalue}\nThe partly executed notebook is kept at {output}"
+        ) from None
+    return time.perf_counter() - started
+
+
+def run_all(
+    profile: str | None = None, *, datasets: list[str] | None = None, only: list[str] | None = None,
+    force: bool = False, strict: bool = False, report: bool = True, kernel: str = "python3",
+) -> list[dict]:
+    """Plan, print the plan, run the steps not already done, print the time table; returns its rows."""
+    profile, why = choose_profile(profile)
+    resolved = [resolve_dataset(name, strict=strict) for name in (datasets or DEFAULT_DATASETS[profile])]
+    selected = notebooks(only=only)
+    if not selected:
+        raise SystemExit("no notebooks found under notebooks/ (or none matches --only)")
+    steps = plan(profile, list(dict.fromkeys(name for name, _ in resolved)), selected)
+    if strict:
+        for step in steps:
+            step.parameters["STRICT"] = True
+    estimate = sum(ESTIMATES[profile].get(step.number, 2) for step in steps)
+    print(f"Plan: profile {profile!r} ({why})")
+    for name, kind in resolved:
+        print(f"  dataset {name}: {kind}")
+    print(f"  notebooks: {', '.join(nb.name for nb in selected)}")
+    print(f"  estimated time: about {estimate:.0f} min; outputs in {paths.output_dir()}")
+    state = {} if force else read_state()
+    rows, rerun_rest = [], force
+    for step in steps:
+        key = f"{step.dataset}/{step.notebook.name}"
+        done = state.get(key, {})
+        if not rerun_rest and done.get("fingerprint") == step.fingerprint and step.output().exists():
+            print(f"- {key}: done earlier with the same parameters, skipped (--force re-runs it)")
+            rows.append({**done["row"], "status": "skipped (done)"})
+            continue
+        rerun_rest = True  # later notebooks read what this one writes
+        print(f"- {key}: running with {step.parameters}", flush=True)
+        try:
+            seconds = execute(step, kernel=kernel)
+        except NotebookFailed as error:
+            rows.append(_row(step, profile, "FAILED", 0.0))
+            _finish(rows)
+            print(f"\nFAILED: {error}", file=sys.stderr)
+            raise
+        row = _row(step, profile, "ok", seconds)
+        rows.append(row)
+        state[key] = {"fingerprint": step.fingerprint, "row": row}
+        write_state(state)
+    _finish(rows)
+    if report:
+        from helpers.report import build_report
+
+        md, html = build_report()
+        print(f"report: {html} (and {md.name})")
+    return rows
+
+
+def _row(step: Step, profile: str, status: str, seconds: float) -> dict:
+    return {"notebook": step.notebook.stem, "dataset": step.dataset, "profile": profile, "status": status,
+            "seconds": round(seconds, 1)}
+
+
+def _finish(rows: list[dict]) -> None:
+    path = paths.output_dir() / "notebooks" / "timings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1))
+    print(f"\n{'notebook':34s} {'dataset':16s} {'status':16s} {'seconds':>8s}")
+    for row in rows:
+        print(f"{row['notebook']:34s} {row['dataset']:16s} {row['status']:16s} {row['seconds']:8.1f}")
+    total = sum(row["seconds"] for row in rows)
+    print(f"{'total':68s} {total:8.1f}\nexecuted notebooks: {paths.output_dir() / 'notebooks'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers run-all", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=["auto", *PROFILES], default=os.environ.get("PROFILE") or "auto")
+    parser.add_argument("--dataset", help="comma-separated dataset names (default: the profile's)")
+    parser.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03")
+    parser.add_argument("--force", action="store_true", help="re-run notebooks already done")
+    parser.add_argument("--strict", action="store_true", help="fail instead of falling back to synthetic data")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        run_all(
+            args.profile, datasets=args.dataset.split(",") if args.dataset else None,
+            only=args.only.split(",") if args.only else None, force=args.force, strict=args.strict,
+            report=not args.no_report,
+        )
+    except NotebookFailed:
+        return 1
+    return 0
