@@ -210,17 +210,22 @@ def _take_fraction(rows: pd.DataFrame, groups: pd.Series, fraction: float, seed:
     return rows.index[chosen]
 
 
-def _merge_near_duplicates(root: Path, rows: pd.DataFrame) -> tuple[pd.Series, list[str]]:
-    """Group ids in which near-duplicate images share a group (cached per manifest)."""
+def _duplicate_clusters(root: Path, rows: pd.DataFrame) -> list[list[int]]:
+    """Groups of row numbers whose images look nearly identical, cached per list of files."""
     from helpers.images import near_duplicate_groups
 
     digest = hashlib.sha256(rows[["path", "patient_id"]].to_csv(index=False).encode()).hexdigest()[:16]
     cache = paths.cache_dir("duplicates") / f"{digest}.json"
     if cache.exists():
-        clusters = json.loads(cache.read_text())
-    else:
-        clusters = near_duplicate_groups(Path(root), list(rows["path"]))
-        cache.write_text(json.dumps(clusters))
+        return json.loads(cache.read_text())
+    clusters = near_duplicate_groups(Path(root), list(rows["path"]))
+    cache.write_text(json.dumps(clusters))
+    return clusters
+
+
+def _merge_near_duplicates(root: Path, rows: pd.DataFrame) -> tuple[pd.Series, list[str]]:
+    """Group ids in which near-duplicate images share a group."""
+    clusters = _duplicate_clusters(root, rows)
     groups = rows["patient_id"].astype(str).copy()
     merged = 0
     for cluster in clusters:
@@ -237,9 +242,7 @@ def _merge_near_duplicates(root: Path, rows: pd.DataFrame) -> tuple[pd.Series, l
 
 def near_duplicates(dataset: Dataset) -> list[list[int]]:
     """Groups of manifest row numbers whose images look nearly identical (for notebook 01)."""
-    from helpers.images import near_duplicate_groups
-
-    return near_duplicate_groups(dataset.root, list(dataset.manifest["path"]))
+    return _duplicate_clusters(dataset.root, dataset.manifest)
 
 
 DEFAULT_DATASET = {"xray": "covid19-radiography", "ct": "covid-ct"}

@@ -173,11 +173,12 @@ def execute(step: Step, *, kernel: str = "python3") -> float:
 def run_all(
     profile: str | None = None, *, datasets: list[str] | None = None, only: list[str] | None = None,
     force: bool = False, strict: bool = False, report: bool = True, kernel: str = "python3",
+    notebook_dir: Path | None = None,
 ) -> list[dict]:
     """Plan, print the plan, run the steps not already done, print the time table; returns its rows."""
     profile, why = choose_profile(profile)
     resolved = [resolve_dataset(name, strict=strict) for name in (datasets or DEFAULT_DATASETS[profile])]
-    selected = notebooks(only=only)
+    selected = notebooks(notebook_dir, only=only)
     if not selected:
         raise SystemExit("no notebooks found under notebooks/ (or none matches --only)")
     steps = plan(profile, list(dict.fromkeys(name for name, _ in resolved)), selected)

@@ -30,7 +30,7 @@ def test_small_cnn_learns_synthetic_xrays_well_above_chance(synthetic_images):
     dataset, image_set, _ = synthetic_images
     keras.utils.set_random_seed(0)
     model = build_cnn(64)
-    train.fit(model, image_set, epochs=8, learning_rate=3e-3, verbose=0)
+    train.fit(model, image_set, epochs=8, batch_size=16, learning_rate=3e-3, verbose=0)
     test_images, y = train.split_arrays(image_set, "test")
     assert binary_metrics(y, train.predict(model, test_images))["auc"] > 0.85
 
@@ -44,7 +44,7 @@ def test_shuffled_labels_leave_the_cnn_at_chance(synthetic_images):
     broken = images.ImageSet(image_set.images, shuffled)
     keras.utils.set_random_seed(0)
     model = build_cnn(64)
-    train.fit(model, broken, epochs=8, learning_rate=3e-3, verbose=0)
+    train.fit(model, broken, epochs=8, batch_size=16, learning_rate=3e-3, verbose=0)
     test_images, y = train.split_arrays(image_set, "test")
     assert binary_metrics(y, train.predict(model, test_images))["auc"] < 0.8
 

@@ -25,7 +25,7 @@ LEARNING_RATE = 1e-3
 
 # %%
 if SMOKE:  # a few hundred tiny images: a higher learning rate gets there in a few epochs
-    EPOCHS, IMG_SIZE, BATCH_SIZE, LEARNING_RATE = min(EPOCHS, 8), min(IMG_SIZE, 64), 32, 3e-3
+    EPOCHS, IMG_SIZE, BATCH_SIZE, LEARNING_RATE = min(EPOCHS, 8), min(IMG_SIZE, 64), 16, 3e-3
 
 # %% [markdown]
 # ## 1. The data

@@ -1,0 +1,130 @@
+"""The papermill runner: parameters injected, failures named with their cell, interrupted runs resumed."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from helpers import runner
+
+PARAMETERS = 'DATASET = "covid19-radiography"\nSMOKE = False'
+RECORD = """
+import json, os, pathlib
+out = pathlib.Path(os.environ["COURSE_OUTPUT_DIR"]) / "record.jsonl"
+with out.open("a") as f:
+    f.write(json.dumps({"notebook": NAME, "DATASET": DATASET, "SMOKE": SMOKE,
+                        "WEIGHTS": globals().get("WEIGHTS", "not injected")}) + "\\n")
+"""
+
+
+def write_notebook(folder, name, *cells, parameters=PARAMETERS):
+    notebook = nbformat.v4.new_notebook()
+    tagged = nbformat.v4.new_code_cell(parameters)
+    tagged.metadata["tags"] = ["parameters"]
+    notebook.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), tagged,
+                      nbformat.v4.new_code_cell(f"NAME = {name!r}"), *map(nbformat.v4.new_code_cell, cells)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / f"{name}.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def records(out):
+    path = out / "record.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def course(tmp_path, course_dirs):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    course_dirs[1].mkdir()
+    return folder, course_dirs[1]
+
+
+def test_profile_parameters_are_injected_where_the_notebook_declares_them(course, capsys):
+    folder, out = course
+    write_notebook(folder, "01_first", RECORD)
+    write_notebook(folder, "02_second", RECORD, parameters=PARAMETERS + "\nWEIGHTS = 'imagenet'")
+    rows = runner.run_all("smoke", datasets=["synthetic"], report=False, notebook_dir=folder)
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    first, second = records(out)
+    assert first == {"notebook": "01_first", "DATASET": "synthetic", "SMOKE": True, "WEIGHTS": "not injected"}
+    assert second["WEIGHTS"] is None and second["SMOKE"] is True
+    printed = capsys.readouterr().out
+    assert "Plan: profile 'smoke' (asked for)" in printed and "estimated time" in printed
+    assert (out / "notebooks" / "synthetic" / "02_second.ipynb").exists()
+    timings = json.loads((out / "notebooks" / "timings.json").read_text())
+    assert [t["notebook"] for t in timings] == ["01_first", "02_second"]
+
+
+def test_a_failing_notebook_stops_the_run_and_names_its_cell(course, capsys):
+    folder, out = course
+    write_notebook(folder, "01_fine", RECORD)
+    write_notebook(folder, "02_broken", "x = 1", "raise ValueError('the lesson broke here')")
+    write_notebook(folder, "03_after", RECORD)
+    with pytest.raises(runner.NotebookFailed, match=r"02_broken.ipynb \(synthetic\) failed in cell \d+: "
+                                                     r"ValueError: the lesson broke here"):
+        runner.run_all("smoke", datasets=["synthetic"], report=False, notebook_dir=folder)
+    assert [r["notebook"] for r in records(out)] == ["01_fine"]  # 03 never ran
+    partial = nbformat.read(out / "notebooks" / "synthetic" / "02_broken.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in partial.cells for o in c.get("outputs", []))
+    assert "FAILED" in capsys.readouterr().err
+
+
+def test_an_interrupted_series_resumes_at_the_notebook_that_failed(course, capsys):
+    folder, out = course
+    flag = out / "broken"
+    flag.write_text("")
+    crash_once = f"import pathlib\nif pathlib.Path({str(flag)!r}).exists(): raise RuntimeError('interrupted')"
+    write_notebook(folder, "01_a", RECORD)
+    write_notebook(folder, "02_b", crash_once, RECORD)
+    write_notebook(folder, "03_c", RECORD)
+    with pytest.raises(runner.NotebookFailed):
+        runner.run_all("smoke", datasets=["synthetic"], report=False, notebook_dir=folder)
+    flag.unlink()
+    rows = runner.run_all("smoke", datasets=["synthetic"], report=False, notebook_dir=folder)
+    assert [row["status"] for row in rows] == ["skipped (done)", "ok", "ok"]
+    assert [r["notebook"] for r in records(out)] == ["01_a", "02_b", "03_c"]
+    assert "01_a.ipynb: done earlier with the same parameters, skipped" in capsys.readouterr().out
+    rows = runner.run_all("smoke", datasets=["synthetic"], report=False, notebook_dir=folder)
+    assert all(row["status"] == "skipped (done)" for row in rows)
+    rows = runner.run_all("smoke", datasets=["synthetic"], report=False, notebook_dir=folder, force=True)
+    assert all(row["status"] == "ok" for row in rows)
+
+
+def test_a_changed_parameter_invalidates_the_resume(course, monkeypatch):
+    folder, out = course
+    write_notebook(folder, "01_a", RECORD)
+    write_notebook(folder, "02_b", RECORD, parameters=PARAMETERS + "\nEPOCHS = 30")
+    runner.run_all("cpu", datasets=["synthetic"], report=False, notebook_dir=folder)
+    changed = {**runner.PROFILES["cpu"], "02": {"EPOCHS": 3}}
+    monkeypatch.setitem(runner.PROFILES, "cpu", changed)
+    rows = runner.run_all("cpu", datasets=["synthetic"], report=False, notebook_dir=folder)
+    assert [row["status"] for row in rows] == ["skipped (done)", "ok"]
+
+
+def test_profile_follows_the_machine(monkeypatch):
+    monkeypatch.setattr(runner, "has_gpu", lambda: True)
+    assert runner.choose_profile("auto")[0] == "full"
+    monkeypatch.setattr(runner, "has_gpu", lambda: False)
+    assert runner.choose_profile(None) == ("cpu", "no GPU found (PROFILE=full forces the GPU-scale settings)")
+    assert runner.choose_profile("full") == ("full", "asked for")
+
+
+def test_unreachable_real_dataset_is_replaced_by_synthetic_in_the_plan(monkeypatch):
+    monkeypatch.setattr(runner, "online", lambda host, timeout=3.0: False)
+    name, why = runner.resolve_dataset("covid-ct", strict=False)
+    assert name == "synthetic-ct" and "SYNTHETIC" in why and "raw.githubusercontent.com" in why
+    assert runner.resolve_dataset("covid-ct", strict=True)[0] == "covid-ct"
+    assert runner.resolve_dataset("synthetic", strict=False)[0] == "synthetic"
+
+
+def test_command_line_reports_failure_with_exit_status(course):
+    folder, _ = course
+    write_notebook(folder, "01_broken", "1/0")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "notebooks", lambda root=None, only=None: sorted(folder.glob("*.ipynb")))
+        assert runner.main(["--profile", "smoke", "--dataset", "synthetic", "--no-report"]) == 1
