@@ -1,0 +1,163 @@
+# %% [markdown]
+# # 06 · Try it: upload a chest image
+#
+# **What you will learn**
+# - how a trained model is used on a new image: the same reading, resizing and preprocessing as in
+#   training, one probability, and the threshold chosen on the validation split;
+# - how to read a Grad-CAM map next to the image, and when to distrust it;
+# - why a model answers confidently even for images it was never meant to see, and which simple
+#   checks can warn you (but never guarantee anything);
+# - how to predict from the command line with `python -m helpers predict`.
+#
+# **Run time:** about 1 min on a Colab GPU or a laptop CPU once a model exists (notebooks 02 or 03),
+# under a minute with `SMOKE=True` (it then trains a tiny model itself if none exists).
+
+# %% tags=["parameters"]
+DATASET = "covid19-radiography"  # the dataset the model was trained on; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+SMOKE = False  # True: tiny data; trains a quick tiny CNN when no model exists yet
+STRICT = False  # True: fail instead of falling back to synthetic data
+MAX_PER_CLASS = None  # as in notebook 02, so that the same dataset (and split) is loaded
+MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (notebook 02) or a backbone such as "vgg16" (notebook 03)
+
+# %% [markdown]
+# ## 1. What this demo is, and what it is not
+#
+# It **is** a window into a model you trained: you give it an image, it shows the probability
+# of COVID, the label at the model's threshold, and a Grad-CAM map of where the model looked.
+#
+# It is **not** a diagnostic device, and not even a test of one:
+# - the model learned from a few thousand images of a few sources (or from synthetic cartoons);
+#   it has never seen your hospital, your scanner, a child, a lateral view or a photo of a screen,
+#   and it will still answer with a confident-looking number;
+# - it knows two classes only. A pneumonia of another cause, a tumour or a broken rib is forced
+#   into `COVID` or `NORMAL`;
+# - the threshold was chosen on the validation split of *its* dataset; on other images the
+#   balance of sensitivity and specificity is unknown.
+#
+# For CT models, upload **single axial slices** (PNG, JPEG or one DICOM file), not whole volumes.
+#
+# ## 2. The data and the model
+#
+# We load the dataset as the training notebooks did (same name, same split) and look for the
+# model folder `outputs/<dataset>/<MODEL>/` that notebook 02 or 03 wrote. In `SMOKE` mode, when
+# there is none yet, a tiny CNN is trained here in a few seconds so that the rest of the notebook
+# runs; its predictions are close to guesses.
+
+# %%
+from helpers import datasets, demo, predict
+
+dataset = datasets.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+model_dir = demo.model_folder(dataset.name, MODEL)
+if model_dir is None and SMOKE:
+    model_dir = demo.train_quick_model(dataset, name=MODEL)
+print(f"model: {model_dir}" if model_dir else
+      f"No model at outputs/{dataset.name}/{MODEL}/: run 02_cnn_from_scratch (or 03_transfer_learning) first.")
+
+# %% [markdown]
+# ## 3. The app
+#
+# Pick a model (every trained model under `outputs/` is listed, synthetic ones marked), then
+# upload one or more images: PNG, JPEG, TIFF, BMP or DICOM. They are processed in memory and
+# never saved. For each image you get:
+# - the image next to its **Grad-CAM** overlay;
+# - a **bar** with the probability of COVID, and a dashed line at the **threshold**;
+# - **warnings** when the image does not look like what the model was trained on (far from
+#   square, very small, in colour). They are hints, not checks: a wrong image can pass them.
+#
+# In Colab the widgets work as they are; in Jupyter you need `ipywidgets` installed.
+# (Viewing this notebook on GitHub? Widgets do not show there: section 4 has a static copy.)
+
+# %%
+app = demo.UploadDemo(model=model_dir)
+app.widget
+
+# %% [markdown]
+# ## 4. The same app, without clicking
+#
+# The upload button calls `app.on_upload`, which calls `app.process(files)` with the files'
+# names and bytes. Here we call it ourselves with a few images of the **test** split (never used
+# for training or for choosing the threshold), half of each class; their names say the true
+# label. The cards appear in the app above and, as a static copy, below.
+
+# %%
+app.show(demo.sample_uploads(dataset, n=4))
+
+# %% [markdown]
+# **How to read a card.**
+# - The **bar** is the model's probability of COVID; the label changes where the bar crosses the
+#   dashed threshold line. A probability of 0.55 with a threshold of 0.5 is not "55% sure": it is
+#   a score, and calibration (notebook 05) says how far it can be read as a probability.
+# - In the **Grad-CAM** panel, red marks where the evidence for COVID was strongest. On real data,
+#   colour on the lower, outer lung zones is what a radiologist would look at; colour on text,
+#   markers, the image border or outside the body is a sign of a **shortcut** (notebook 05).
+#   An image with no evidence for COVID has a blue map.
+# - With the `SMOKE` model or a synthetic model, the numbers are meaningless by design.
+#
+# ## 5. When the upload is not an image
+#
+# Anything can be uploaded: a PDF, a text file, an empty or truncated file, a 50 MB scan. The
+# app reads every file with the course's robust reader and answers with a message, never a
+# traceback. Here is a text file:
+
+# %%
+app.show([("patient_notes.txt", b"Patient 12: cough and fever for three days.")])
+
+# %% [markdown]
+# ## 6. From the command line
+#
+# The same prediction, without widgets, for scripts and batch jobs. In a terminal:
+#
+# ```bash
+# python -m helpers predict --model outputs/covid19-radiography/cnn image1.png image2.dcm
+# ```
+#
+# It prints one JSON line per image (`file`, `probability`, `label`, `threshold`, `warnings`),
+# or `{"file": ..., "error": ...}` for a file it cannot read, and exits with status 1 if any file
+# failed (2 if the model path is wrong). The cell below calls the same function from Python, on
+# two test images (Grad-CAM is skipped on the command line, so it is fast).
+
+# %%
+status = predict.main(["--model", str(model_dir), *map(str, demo.sample_files(dataset, n=2))])
+print("exit status:", status)
+
+# %% [markdown]
+# ## Key takeaways
+# - A deployed model needs exactly the preprocessing it was trained with; keeping it inside the
+#   saved model (notebook 02) is what makes the app, the command line and the evaluation agree.
+# - The threshold is part of the model: it was chosen on validation data and means "balance
+#   sensitivity and specificity on *that* dataset".
+# - A classifier always answers. Heuristic warnings catch a few obvious misuses (colour photos,
+#   cropped figures); they cannot tell a lateral view, a child or another disease from what the
+#   model knows.
+# - Grad-CAM shows where the model looked, not where the disease is.
+#
+# ## Exercises
+# 1. Upload a photo of anything (a cat, a landscape). What does the model say, and which warning
+#    appears?
+# 2. Upload the same X-ray twice: once as it is and once cropped to the left lung only. How do
+#    the probability and the Grad-CAM map change?
+# 3. Pick another model in the drop-down (for example a transfer model from notebook 03) and
+#    upload the same images. Do the two models agree? Do their Grad-CAM maps?
+#
+# <details><summary>Solutions</summary>
+#
+# 1. The model still gives a probability, sometimes a high one: it has only ever learned to
+#    separate two kinds of chest images. The colour warning appears for a colour photo; a
+#    grayscale photo of something else may pass every check. That is why the warnings are hints.
+# 2. The crop is squeezed to a square, so the anatomy is distorted (an aspect-ratio warning
+#    appears when the crop is far from square), and the map usually moves to whatever is left.
+#    Small changes to an image should not flip a good model's answer; large ones often do.
+# 3. Models trained on the same data often agree on clear cases and disagree near the threshold;
+#    their maps can differ a lot even when the labels agree, a reminder that a map explains one
+#    model, not the disease.
+# </details>
+#
+# ## References
+# - Selvaraju et al. (2017), *Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+#   Localization*. https://arxiv.org/abs/1610.02391
+# - DeGrave, Janizek & Lee (2021), *AI for radiographic COVID-19 detection selects shortcuts over
+#   signal*. https://www.nature.com/articles/s42256-021-00338-7
+# - Roberts et al. (2021), *Common pitfalls and recommendations for using machine learning to
+#   detect and prognosticate for COVID-19 using chest radiographs and CT scans*.
+#   https://www.nature.com/articles/s42256-021-00307-0
+# - ipywidgets `FileUpload`. https://ipywidgets.readthedocs.io/en/stable/examples/Widget%20List.html#file-upload
