@@ -61,7 +61,7 @@ $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
 	touch $@
 
 test-colab: $(COLAB_VENV)/.installed
-	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest -m "not slow"
+	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers tests tools benchmarks

@@ -7,10 +7,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SHARED_DATA
 from packaging.requirements import Requirement
 from packaging.version import Version
-
-from tests.conftest import ROOT, SHARED_DATA
 
 COLAB_FREEZE = SHARED_DATA.parent / "colab" / "pip-freeze.gpu.txt"
 

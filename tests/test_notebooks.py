@@ -17,8 +17,8 @@ import types
 import nbformat
 import pandas as pd
 import pytest
+from conftest import ROOT
 
-from tests.conftest import ROOT
 from tools import build_notebooks
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
