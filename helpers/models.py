@@ -128,8 +128,20 @@ def build_transfer(
     """
     backbone = backbone_spec(name)
     size = size or backbone.size
+    model, weights = with_weights_fallback(
+        lambda w: _build_transfer(name, backbone, size, w, dropout, augment, seed), weights, name=name, strict=strict
+    )
+    freeze_backbone(model)
+    return model, weights
+
+
+def with_weights_fallback(build, weights: str | None, *, name: str, strict: bool = False):
+    """``build(weights)``; if the weights cannot be had and not ``strict``, ``build(None)`` with a loud warning.
+
+    Returns ``(model, weights actually loaded)``.
+    """
     try:
-        model = _build_transfer(name, backbone, size, weights, dropout, augment, seed)
+        return build(weights), weights
     except Exception as error:  # noqa: BLE001 - any download failure; re-raised in strict mode
         if weights is None or strict:
             raise
@@ -139,10 +151,7 @@ def build_transfer(
             "Check your connection (the weights are downloaded once into KERAS_HOME) or set STRICT=True.",
             stacklevel=2,
         )
-        weights = None
-        model = _build_transfer(name, backbone, size, None, dropout, augment, seed)
-    freeze_backbone(model)
-    return model, weights
+        return build(None), None
 
 
 def _build_transfer(name, backbone, size, weights, dropout, augment, seed) -> keras.Model:
@@ -188,10 +197,10 @@ def gradcam_layer(model: keras.Model) -> str:
     """The name of the layer Grad-CAM should look at: ``last_conv`` for the CNN, the backbone's last conv otherwise."""
     if model.name in BACKBONES:
         return BACKBONES[model.name].last_conv
-    if "last_conv" in [layer.name for layer in model.layers]:
-        return "last_conv"
-    conv = [layer.name for layer in model.layers if len(getattr(layer, "output", ()).shape or ()) == 4]
-    return conv[-1]
+    maps = [layer.name for layer in model.layers if layer.name == "last_conv" or isinstance(layer, layers.Conv2D)]
+    if not maps:
+        raise ValueError(f"model {model.name!r} has no convolution for Grad-CAM to look at")
+    return "last_conv" if "last_conv" in maps else maps[-1]
 
 
 def input_size(model: keras.Model) -> int:
