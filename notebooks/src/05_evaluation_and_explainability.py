@@ -1,0 +1,379 @@
+# %% [markdown]
+# # 05 · Evaluation and explainability: is the model any good, and for the right reasons?
+#
+# **What you will learn**
+# - how to compare every model of the course in one table, next to the majority-class baseline,
+#   with 95% confidence intervals that resample **patients**, not images;
+# - how to read ROC and precision-recall curves, confusion matrices and a calibration curve
+#   (with the Brier score);
+# - how to choose a decision threshold on the validation split for a screening goal (few missed
+#   cases), and what it does on the test split;
+# - what a positive or negative call means at realistic prevalences (PPV and NPV at 1%, 5%, 20%);
+# - how to look inside a model with **Grad-CAM**, and what a suspicious heatmap looks like;
+# - why **external validation** (a second hospital) is the test that matters, and how a model
+#   that reads a text marker instead of the lungs scores near-perfectly until the marker is gone.
+#
+# Why this matters: Roberts et al. (2021) reviewed 62 published models that detect COVID-19 on
+# chest X-rays and CT and found **none** fit for clinical use, mostly for the reasons this notebook
+# shows: biased datasets, no external validation, and models that learned the source of an image
+# rather than the disease (DeGrave et al. 2021).
+#
+# **Run time:** a few minutes on a Colab GPU; about 7 min on a 2-core CPU when it has to train both
+# of its quick CNNs (about 3 min when notebooks 02-04 have run); about a minute with `SMOKE=True`.
+
+# %% tags=["parameters"]
+DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+SMOKE = False  # True: tiny data, few epochs, fewer bootstrap resamples
+STRICT = False  # True: fail instead of falling back to synthetic data
+MAX_PER_CLASS = None  # cap images per class (whole patients)
+TARGET_SENSITIVITY = 0.95  # screening: the share of COVID cases we want to catch
+N_BOOT = 1000  # bootstrap resamples for every confidence interval
+EPOCHS = 10  # for the quick CNNs this notebook trains itself
+IMG_SIZE = 128  # for those quick CNNs
+BATCH_SIZE = 32
+
+# %%
+if SMOKE:
+    N_BOOT, EPOCHS, IMG_SIZE = min(N_BOOT, 200), min(EPOCHS, 4), min(IMG_SIZE, 64)
+
+# %% [markdown]
+# ## 1. The models to evaluate
+#
+# Notebooks 02-04 wrote one folder per trained model under `outputs/<dataset>/`: the model, its
+# validation and test predictions, and the threshold chosen on the validation split. This notebook
+# trains nothing it can read from there. If the folder is empty it says which notebooks to run and
+# trains a quick CNN itself, so that every section below still runs.
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from helpers import datasets, evaluate, images, plots, shortcut, train
+
+dataset = datasets.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+runs = shortcut.runs_or_quick_cnn(dataset, img_size=IMG_SIZE, epochs=EPOCHS, batch_size=BATCH_SIZE)
+pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.metrics.get("img_size"),
+               "threshold (chosen on val)": round(run.threshold, 3), "folder": str(run.path)} for run in runs])
+
+# %% [markdown]
+# ## 2. One table for all models, with 95% confidence intervals
+#
+# Every metric comes with a 95% interval from a **bootstrap**: draw the test set again, with
+# replacement, many times, recompute the metric each time, and keep the middle 95% of the values.
+# What is drawn matters. Several images often come from one patient, and they are not independent
+# evidence: they share the anatomy, the scanner and the disease. Drawing *images* pretends there
+# are more independent cases than there are and gives intervals that are too narrow. So we draw
+# **patients**, each with all of their images.
+#
+# The `majority baseline` always answers the class most common in training. Its AUC is 0.5; a
+# model that does not clearly beat it has learned nothing useful.
+
+# %%
+table = evaluate.comparison_table(runs, n_boot=N_BOOT)
+evaluate.format_comparison(table).drop(columns=["Dataset"])
+
+# %% [markdown]
+# **What to read here.** Look at the intervals before the point estimates: where two models'
+# AUC intervals overlap widely, the test set cannot tell them apart. Sensitivity and specificity
+# are read at each model's own threshold, chosen on the validation split (Youden's J).
+#
+# The same AUC interval for the model with the best **validation** AUC, drawing patients and then
+# drawing images (never choose a model on the test split: that makes the test score optimistic):
+
+# %%
+best = shortcut.best_run(runs)
+test = best.split("test")
+pd.DataFrame({
+    "drawing patients": evaluate.bootstrap_ci(test, "auc", n_boot=N_BOOT),
+    "drawing images (too narrow)": evaluate.bootstrap_ci(test, "auc", n_boot=N_BOOT, group=None),
+}, index=["AUC 2.5%", "AUC 97.5%"]).round(3).rename_axis(best.model)
+
+# %% [markdown]
+# The image-level interval is narrower whenever patients have several images: it is the
+# interval a paper would report if it ignored who the images belong to.
+#
+# ## 3. ROC and precision-recall curves
+#
+# The ROC curve shows sensitivity against 1 - specificity for every possible threshold; the
+# precision-recall curve shows how often a COVID call is right (PPV) at each sensitivity. The dots
+# are the operating points at the validation-chosen thresholds.
+
+# %%
+plots.plot_roc_pr(runs);
+
+# %% [markdown]
+# **What to read here.** The ROC curve does not depend on how common COVID is in the test set;
+# the precision-recall curve does, and its dashed baseline is that prevalence. A curve close to
+# the top-left (ROC) or top-right (PR) corner is good; a curve on the diagonal is a coin.
+#
+# ## 4. Confusion matrices
+#
+# The four counts behind sensitivity and specificity, at each model's threshold: rows are the
+# truth, columns the call. The bottom-left cell counts the **missed COVID cases** (false negatives).
+
+# %%
+plots.plot_confusion_matrices(runs);
+
+# %% [markdown]
+# ## 5. Calibration: can the probability be taken at its word?
+#
+# A model is calibrated when, among images it gives a probability of 0.8, about 80% really are
+# COVID. The reliability curve plots the observed COVID rate against the mean predicted
+# probability per bin; the diagonal is perfect calibration. The **Brier score** (in the legend) is
+# the mean squared difference between probability and outcome: 0 is perfect, 0.25 is what
+# always answering 0.5 scores.
+
+# %%
+plots.plot_calibration(runs);
+
+# %% [markdown]
+# **What to read here.** Points below the diagonal mean the model is over-confident about COVID,
+# above it under-confident. Training with class weights (as the course does) shifts probabilities
+# on purpose, and small networks trained briefly often squeeze them into a narrow band; the
+# histogram below the curve shows where the probabilities actually fall. A badly calibrated model
+# can still rank well (high AUC): never read its probability as a patient's risk.
+#
+# ## 6. A threshold for screening, chosen on the validation split
+#
+# Youden's J balances sensitivity and specificity. A screening test has another goal: miss few
+# cases, and accept more false alarms that a second test will sort out. We take the highest
+# threshold whose sensitivity on the **validation** split reaches `TARGET_SENSITIVITY`, and only then
+# look at the test split.
+
+# %%
+val = best.split("val")
+screening = evaluate.choose_threshold(val["y_true"], val["probability"], rule="sensitivity",
+                                      target=TARGET_SENSITIVITY)
+shortcut.operating_points(best, {"Youden's J": best.threshold,
+                                 f"sensitivity >= {TARGET_SENSITIVITY:.0%} on val": screening}, n_boot=N_BOOT)
+
+# %%
+plots.plot_threshold_tradeoff(best);
+
+# %% [markdown]
+# **What to read here.** Where Youden's threshold misses the target on validation, the screening
+# threshold is lower and buys sensitivity with specificity; where Youden's already catches every
+# validation case, the screening rule may even pick a *higher* threshold that still meets the
+# target. Either way, on the test split the sensitivity may fall short of the target: the
+# threshold was fitted to a few dozen validation cases (with 15 COVID cases in validation, each
+# missed case costs almost 7 percentage points of sensitivity). The test interval says how far
+# short it may fall.
+#
+# ## 7. What a call means at a realistic prevalence
+#
+# The test set's prevalence is an accident of how the dataset was collected. In a screening clinic
+# COVID may be 1% of patients, in a COVID ward 20% or more. Bayes' rule turns the test sensitivity
+# and specificity (at the screening threshold) into the PPV (how often a COVID call is right) and
+# the NPV (how often a NORMAL call is right) at those prevalences.
+
+# %%
+at_screening = evaluate.binary_metrics(test["y_true"], test["probability"], screening)
+print(f"{best.model} at threshold {screening:.3f}: sensitivity {at_screening['sensitivity']:.2f}, "
+      f"specificity {at_screening['specificity']:.2f} (test split)")
+evaluate.predictive_values(at_screening["sensitivity"], at_screening["specificity"],
+                           prevalences=(0.01, 0.05, 0.2)).set_index("prevalence").round(3)
+
+# %% [markdown]
+# **What to read here.** At 1% prevalence even a specific test produces mostly false alarms: with
+# sensitivity 0.95 and specificity 0.90, fewer than 1 in 10 positive calls is COVID. The NPV is
+# high at low prevalence almost whatever the model does. This is why a screening model's positive
+# call needs confirmation (PCR), and why accuracy on a balanced test set says little about use.
+# A test specificity of 1.00 gives a PPV of 1.00 here, but it was measured on a few dozen normal
+# images: plug in the lower end of its confidence interval (section 6) to see a more honest PPV.
+#
+# ## 8. Grad-CAM: where did the model look?
+#
+# Grad-CAM (Selvaraju et al. 2017) takes the gradient of the COVID score with respect to the
+# feature maps of the last convolutional layer, weighs each map by its average gradient and keeps
+# the positive part: warm regions pushed the score towards COVID. Below: test images the model got
+# right (TP, TN) and wrong (FN: a missed case, FP: a false alarm), the most confident of each,
+# for the CNN and for one transfer model when notebook 03 saved one. An all-blue map means no
+# region pushed towards COVID.
+
+# %%
+for run in shortcut.gradcam_runs(runs):
+    shortcut.gradcam_examples(run, dataset, n=2)
+    plt.show()
+
+# %% [markdown]
+# **How to read a heatmap, and what should worry you.**
+# - *Plausible:* heat over the lung fields, for COVID often both lower zones and the periphery.
+# - *Suspicious:* heat on **text or markers** (the "L"/"R" laterality marker, "PORTABLE", a
+#   hospital's name), on the **image borders or corners**, or **outside the lungs** (shoulders,
+#   neck, abdomen, the collimation edge, the CT table). These differ between hospitals and
+#   devices, not between diseases: DeGrave et al. (2021) found exactly such maps in published
+#   COVID-19 models.
+# - *Always:* a map is coarse (the last convolution of a 224 px VGG16 is 14 x 14, so one cell is
+#   16 px), it shows one image, and a plausible map does not prove a model is right. Look at many
+#   maps, wrong calls especially, and test what they suggest (section 10 does).
+#
+# For CT, the same rules hold for slices: heat outside the body or on text overlays is a warning.
+#
+# ## 9. External validation: a second hospital
+#
+# Every number so far came from one dataset, split by patient. Images from one source share
+# scanners, protocols, patient populations and text overlays, and a model can learn those. The
+# test that matters is **external**: images from another hospital, scored with the threshold
+# fixed on our own validation split (nothing is tuned on the external images).
+#
+# - Real X-ray models are applied to **Actualmed** (COVID-19 and normal images from one hospital
+#   network, collected by the COVID-Net team). Some public collections were merged into others,
+#   so check for overlap before trusting any external number.
+# - Real CT models (COVID-CT) are applied to the CT images of the **ieee8023** collection.
+# - On synthetic data there is no second hospital. We use the same test patients imaged by a
+#   "device" with the opposite habit: the `synthetic-marker` set (a corner tag on most COVID
+#   images) for models trained on `synthetic`, and the reverse. A stand-in, not a validation.
+#
+# The result of each model goes to `outputs/<dataset>/external/<model>-on-<external>.json`, and
+# `python -m helpers report` puts it in the course report.
+
+# %%
+found = shortcut.external_dataset(dataset, smoke=SMOKE, max_per_class=MAX_PER_CLASS)
+if found:
+    external, split = found
+    records = shortcut.validate_runs_externally(runs, external, split=split, n_boot=N_BOOT)
+    display(shortcut.external_summary(records).round(3))
+
+# %% [markdown]
+# **What to read here.** Compare each model's external AUC with its internal test AUC. A model
+# that learned the disease loses a little (new scanners, new patients); a model that learned its
+# source loses a lot, and its sensitivity at the fixed threshold can collapse. Published COVID-19
+# models that were validated externally usually lost much of their performance (Roberts et al.
+# 2021; DeGrave et al. 2021). On synthetic data the stand-in asks a narrower question: does a model
+# that never saw a tag tolerate a new overlay at a new hospital? Small CNNs often do not: a bright
+# patch they never met shifts their scores although it says nothing about the lungs. Section 10
+# shows the opposite failure, a model that learned the tag.
+#
+# ## 10. The shortcut experiment: a model that reads the label off the image
+#
+# This section always runs on **synthetic X-rays** (also when `DATASET` is a CT set), because we
+# need a dataset where we know the answer. In `synthetic-marker`, 95% of COVID images and 5% of
+# NORMAL images carry a white "PORTABLE" tag in the top-right corner, as if the COVID patients had
+# been imaged on the ward's portable device; the opacities of COVID are made faint. A tag like this
+# is real: in 2020 many COVID-19 X-rays were portable AP films from intensive care, the normals
+# came from other hospitals, and the images carried different text.
+
+# %%
+marker_dataset = shortcut.shortcut_dataset(smoke=SMOKE)
+marker_images = images.load_images(marker_dataset, IMG_SIZE)
+pd.crosstab(marker_dataset.manifest["label"], marker_dataset.manifest["marker"].map({True: "tag", False: "no tag"}))
+
+# %%
+shown = marker_images.manifest.groupby(["label", "marker"]).head(2).sort_values(["label", "marker"]).index
+plots.plot_images(marker_images.images[shown], [f"{r.label}, {'tag' if r.marker else 'no tag'}"
+                  for r in marker_images.manifest.loc[shown].itertuples()], ncols=8, synthetic=True,
+                  title="synthetic-marker: the tag goes with the label, mostly");
+
+# %% [markdown]
+# A quick CNN, trained and selected exactly as in notebook 02 (its artifacts go to
+# `outputs/synthetic-marker/cnn/`):
+
+# %%
+marker_model, marker_metrics = shortcut.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS,
+                                                        batch_size=BATCH_SIZE, verbose=2)
+print(datasets.SYNTHETIC_BANNER)
+print(train.summary_line(marker_metrics))
+
+# %% [markdown]
+# A test AUC close to 1, on a patient-level split, with a threshold chosen on validation: by every
+# rule of the previous sections this model looks excellent. Grad-CAM on tagged test images (one per
+# patient, and a tagged NORMAL image when the test split has one), as they are and with the corner
+# masked. Each title gives the probability of COVID, the call at the model's threshold, and the share
+# of the map's heat in the tag's corner (the top-right region, x > 50% and y < 35% of the image):
+
+# %%
+shortcut.shortcut_gradcam(marker_model, marker_images, n=4, threshold=marker_metrics["threshold"]);
+
+# %% [markdown]
+# Now the experiment. The same test images are scored three ways, at the same threshold: as they
+# are; with the tag's corner blanked (`mask_marker`); and with a tag pasted onto every NORMAL image
+# (`paste_marker`). A model that reads the lungs does not care; a model that reads the tag does.
+
+# %%
+shortcut.shortcut_experiment(marker_model, marker_images).round(3)
+
+# %% [markdown]
+# And the "second hospital": the same test patients, imaged on a device that prints no tag.
+
+# %%
+plain, plain_split = shortcut.external_dataset(marker_dataset, smoke=SMOKE, **shortcut.SHORTCUT_OPTIONS)
+record = shortcut.external_validation(marker_model, plain, images.load_images(plain, IMG_SIZE),
+                                      trained_on=marker_dataset, split=plain_split, n_boot=N_BOOT)
+shortcut.external_summary([record]).round(3)
+
+# %% [markdown]
+# **What to read here.** At the fixed threshold, masking the tag makes the model miss COVID cases
+# it caught before (sensitivity falls), and a tag on every NORMAL image makes it call them COVID
+# (specificity collapses): the tag drives its calls. How far the **AUC** falls depends on how much of
+# the faint disease the model picked up as well. With `SMOKE=True` (a few epochs on small images)
+# it learned little else and the AUC falls far; in a full run (more images, more epochs) it also
+# learns some of the opacities, and the AUC can stay high while the calls at its threshold go
+# wrong: a ranking metric can hide a shortcut. The Grad-CAM maps of tagged images sit on the tag
+# (the last convolution is coarse, so the heat spreads around it) and move to the chest once the
+# tag is gone. On the "second hospital" the model misses most COVID cases the same way. Nothing in
+# sections 2-7 could have revealed this: the test split came from the same source as the training
+# split and shared its shortcut. Only Grad-CAM, a targeted experiment and external data did. (The
+# exact numbers vary from run to run; the direction does not.)
+#
+# ## Key takeaways
+# - Report every metric with a confidence interval that resamples patients, next to the
+#   majority-class baseline; choose models and thresholds on validation, never on test.
+# - ROC AUC ranks; calibration, the threshold and the prevalence decide what a call means. At 1%
+#   prevalence most positive calls of a good-looking model are false alarms.
+# - Grad-CAM is a coarse hint, not proof; heat on text, borders or outside the lungs is a red flag.
+# - A near-perfect score on an internal test split can come entirely from a shortcut. Only
+#   external validation, and experiments that remove the suspected shortcut, can tell.
+# - Everything here on synthetic data shows that the code works, not that anything detects
+#   COVID-19; and even on real data, this course's models are teaching material, not devices.
+#
+# ## Exercises
+# 1. Set `TARGET_SENSITIVITY = 0.99` and run section 6 again. What happens to the threshold, to
+#    the test specificity, and to the PPV at 1% prevalence?
+# 2. By hand: a test with sensitivity 0.95 and specificity 0.90 at 1% prevalence. Of 10,000 people
+#    screened, how many positive calls are there, and how many of them have COVID?
+# 3. Remove the shortcut from training. Keep the images (`tagged = marker_images.images.copy()`),
+#    mask the corner of every image (`marker_images.images[:] = shortcut.mask_marker(tagged)`), train
+#    `model, _ = shortcut.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, save=False)`,
+#    put the tags back (`marker_images.images[:] = tagged`) and run
+#    `shortcut.shortcut_experiment(model, marker_images)`. What is the AUC now, with and without the tag?
+# 4. Why is the image-level bootstrap interval in section 2 narrower than the patient-level one,
+#    and which one belongs in a paper?
+#
+# <details><summary>Solutions</summary>
+#
+# 1. The threshold drops (it must catch almost every validation case), the test specificity falls,
+#    and the PPV at 1% prevalence falls further. With a few dozen validation cases, 0.99 often means
+#    "catch all of them", and the test sensitivity may still miss the target.
+# 2. 100 people have COVID and 95 of them are called positive; 9,900 do not and 990 of them are
+#    called positive. Of 1,085 positive calls only 95 (8.8%) are COVID: PPV = 0.95 x 0.01 /
+#    (0.95 x 0.01 + 0.10 x 0.99) = 0.088. The NPV is 8,910 / 8,915 = 0.9994.
+# 3. Without the tag to read, the CNN must use the faint opacities: its AUC is well below the
+#    near-perfect shortcut score (the disease is made hard on purpose), and it changes much less
+#    when the corner is masked or a tag is pasted: it no longer depends on the tag. That lower,
+#    steadier number is the honest one.
+# 4. Images of one patient are correlated; drawing images treats each as independent evidence and
+#    understates the uncertainty. A test split of 30 patients with 3 images each holds about 30
+#    independent cases, not 90. The patient-level interval belongs in a paper.
+# </details>
+#
+# ## References
+# - Roberts, M. et al. (2021). Common pitfalls and recommendations for using machine learning to
+#   detect and prognosticate for COVID-19 using chest radiographs and CT scans. *Nature Machine
+#   Intelligence* 3, 199-217. 62 studies reviewed; none of the models was of potential clinical
+#   use. https://doi.org/10.1038/s42256-021-00307-0
+# - DeGrave, A. J., Janizek, J. D. & Lee, S.-I. (2021). AI for radiographic COVID-19 detection
+#   selects shortcuts over signal. *Nature Machine Intelligence* 3, 610-619 (laterality markers,
+#   text and borders). https://doi.org/10.1038/s42256-021-00338-7
+# - Selvaraju, R. R. et al. (2017). Grad-CAM: visual explanations from deep networks via
+#   gradient-based localization. *ICCV*. https://arxiv.org/abs/1610.02391
+# - Wynants, L. et al. (2020). Prediction models for diagnosis and prognosis of covid-19:
+#   systematic review and critical appraisal. *BMJ* 369, m1328. https://doi.org/10.1136/bmj.m1328
+# - Zech, J. R. et al. (2018). Variable generalization performance of a deep learning model to
+#   detect pneumonia in chest radiographs. *PLOS Medicine* 15(11), e1002683 (models that recognise
+#   the hospital). https://doi.org/10.1371/journal.pmed.1002683
+# - Adebayo, J. et al. (2018). Sanity checks for saliency maps. *NeurIPS*. https://arxiv.org/abs/1810.03292
+# - Actualmed COVID-19 chest X-ray dataset (COVID-Net team).
+#   https://github.com/agchung/Actualmed-COVID-chestxray-dataset
+# - Cohen, J. P. et al. (2020). COVID-19 image data collection. https://github.com/ieee8023/covid-chestxray-dataset
+# - Zhao, J. et al. (2020). COVID-CT-Dataset. https://github.com/UCSD-AI4H/COVID-CT
