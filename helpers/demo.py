@@ -287,17 +287,13 @@ def sample_uploads(dataset, *, n: int = 4, split: str = "test") -> list[tuple[st
             for rel, label in zip(rows["path"], rows["label"], strict=True)]
 
 
-def train_quick_model(dataset, *, name: str = "cnn", img_size: int = 64, epochs: int = 6,
+def train_quick_model(dataset, *, name: str = "cnn", img_size: int = 64, epochs: int = 8,
                       learning_rate: float = 3e-3) -> Path:
-    """Train a tiny CNN on ``dataset`` and save it to ``outputs/<dataset>/<name>/`` (for SMOKE runs without one)."""
+    """Train a small CNN on ``dataset`` and save it to ``outputs/<dataset>/<name>/`` (for SMOKE runs without one)."""
     from helpers.images import load_images
-    from helpers.models import build_cnn
-    from helpers.train import evaluate_and_save, fit
+    from helpers.train import train_quick_cnn
 
     print(f"training a quick {img_size}px CNN on {dataset.name} ({epochs} epochs) for the demo ...")
-    image_set = load_images(dataset, img_size, progress=False)
-    model = build_cnn(img_size, filters=(8, 16, 32))
-    history = fit(model, image_set, epochs=epochs, learning_rate=learning_rate, verbose=0)
-    evaluate_and_save(model, image_set, dataset, name=name, history=history,
-                      params={"img_size": img_size, "epochs": epochs, "quick": True})
+    train_quick_cnn(dataset, load_images(dataset, img_size, progress=False), epochs=epochs, batch_size=16,
+                    learning_rate=learning_rate, name=name)
     return paths.run_dir(dataset.name, name)

@@ -33,7 +33,6 @@ import pandas as pd
 from helpers import explain, paths
 from helpers.datasets import Dataset, course_dataset
 from helpers.download import DownloadError
-from helpers.environment import seed_everything
 from helpers.evaluate import (
     Run,
     binary_metrics,
@@ -45,10 +44,10 @@ from helpers.evaluate import (
     to_binary,
 )
 from helpers.images import ImageSet, load_images
-from helpers.models import BACKBONES, build_cnn, input_size
+from helpers.models import BACKBONES, input_size
 from helpers.pipeline import split_arrays
 from helpers.sources import SourceUnavailable
-from helpers.train import evaluate_and_save, fit, predict
+from helpers.train import predict, train_quick_cnn
 
 # The synthetic tag sits at x 62-96 %, y 4-12 % of the image (helpers.synthetic._add_marker). The box
 # adds a margin: resizing blurs the tag's edges, and on small images its text runs past the tag.
@@ -175,26 +174,6 @@ def shortcut_experiment(
     table = pd.DataFrame(rows).set_index("condition")
     table.attrs.update(threshold=float(threshold), split=split)
     return table
-
-
-def train_quick_cnn(
-    dataset: Dataset, image_set: ImageSet, *, epochs: int = 4, batch_size: int = 32, name: str = "cnn",
-    seed: int = 42, save: bool = True, verbose: int | str = 0,
-) -> tuple[keras.Model, dict]:
-    """A small CNN (``build_cnn``) trained with ``fit``; its artifacts written when ``save``.
-
-    Returns the model and its ``metrics.json`` content (just the history when not saved).
-    """
-    seed_everything(seed)
-    model = build_cnn(image_set.images.shape[1], seed=seed)
-    history = fit(model, image_set, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
-    if not save:
-        return model, {"history": history}
-    metrics = evaluate_and_save(
-        model, image_set, dataset, name=name, history=history, weights="scratch",
-        params={"epochs": epochs, "batch_size": batch_size, "quick": True},
-    )
-    return model, metrics
 
 
 # ----------------------------------------------------------------- external validation

@@ -183,3 +183,25 @@ def train_transfer(
 
 def load_history(folder: Path) -> dict:
     return json.loads((Path(folder) / "history.json").read_text())
+
+
+def train_quick_cnn(
+    dataset, image_set: ImageSet, *, epochs: int = 4, batch_size: int = 32, learning_rate: float = 1e-3,
+    name: str = "cnn", seed: int = 42, save: bool = True, verbose: int | str = 0,
+) -> tuple[keras.Model, dict]:
+    """A small CNN trained with ``fit``, for notebooks whose earlier model is missing; saved when ``save``.
+
+    Returns the model and its ``metrics.json`` content (just the history when not saved).
+    """
+    from helpers.environment import seed_everything
+    from helpers.models import build_cnn
+
+    seed_everything(seed)
+    model = build_cnn(image_set.images.shape[1], seed=seed)
+    history = fit(model, image_set, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                  verbose=verbose)
+    if not save:
+        return model, {"history": history}
+    metrics = evaluate_and_save(model, image_set, dataset, name=name, history=history, weights="scratch",
+                                params={"epochs": epochs, "batch_size": batch_size, "quick": True})
+    return model, metrics

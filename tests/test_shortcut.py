@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from helpers import shortcut
+from helpers import shortcut, train
 from helpers.datasets import course_dataset
 from helpers.images import load_images, resize
 from helpers.synthetic import make_image
@@ -104,7 +104,7 @@ def test_a_model_that_learned_the_tag_fails_without_it(course_dirs):
     """
     dataset = shortcut.shortcut_dataset(smoke=True, verbose=False)
     image_set = load_images(dataset, 64, progress=False)
-    model, metrics = shortcut.train_quick_cnn(dataset, image_set, epochs=4, seed=42)
+    model, metrics = train.train_quick_cnn(dataset, image_set, epochs=4, seed=42)
     table = shortcut.shortcut_experiment(model, image_set)
     print(table.round(3).to_string())
     as_is, masked, pasted = (table.loc[c] for c in ("marker as is", "marker masked", "marker on every NORMAL"))

@@ -270,7 +270,7 @@ plots.plot_images(marker_images.images[shown], [f"{r.label}, {'tag' if r.marker 
 # `outputs/synthetic-marker/cnn/`):
 
 # %%
-marker_model, marker_metrics = shortcut.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS,
+marker_model, marker_metrics = train.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS,
                                                         batch_size=BATCH_SIZE, verbose=2)
 print(datasets.SYNTHETIC_BANNER)
 print(train.summary_line(marker_metrics))
@@ -334,7 +334,7 @@ shortcut.external_summary([record]).round(3)
 #    screened, how many positive calls are there, and how many of them have COVID?
 # 3. Remove the shortcut from training. Keep the images (`tagged = marker_images.images.copy()`),
 #    mask the corner of every image (`marker_images.images[:] = shortcut.mask_marker(tagged)`), train
-#    `model, _ = shortcut.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, save=False)`,
+#    `model, _ = train.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, save=False)`,
 #    put the tags back (`marker_images.images[:] = tagged`) and run
 #    `shortcut.shortcut_experiment(model, marker_images)`. What is the AUC now, with and without the tag?
 # 4. Why is the image-level bootstrap interval in section 2 narrower than the patient-level one,
