@@ -24,7 +24,6 @@ import os
 import re
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from sklearn.pipeline import make_pipeline as sk_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from helpers.images import READER_VERSION, ImageSet
-from helpers.models import Preprocess, backbone_spec
+from helpers.models import Preprocess, backbone_spec, with_weights_fallback
 from helpers.paths import cache_dir, run_dir
 from helpers.pipeline import make_pipeline
 from helpers.plots import SYNTHETIC_MARK
@@ -143,19 +142,9 @@ def feature_extractor(
     """
     spec = backbone_spec(backbone)
     size = size or spec.size
-    try:
-        model = _build_extractor(spec, size, weights, pooling)
-    except Exception as error:  # noqa: BLE001 - any download failure; re-raised in strict mode
-        if weights is None or strict:
-            raise
-        warnings.warn(
-            f"Could not load {weights!r} weights for {backbone} ({type(error).__name__}: {error}). "
-            "CONTINUING WITH RANDOM WEIGHTS: random features are far worse than ImageNet ones. "
-            "Check your connection (the weights are downloaded once into KERAS_HOME) or set STRICT=True.",
-            stacklevel=2,
-        )
-        weights = None
-        model = _build_extractor(spec, size, None, pooling)
+    model, weights = with_weights_fallback(
+        lambda w: _build_extractor(spec, size, w, pooling), weights, name=backbone, strict=strict
+    )
     if weights is None:
         _seeded_init(model, seed)
     model.trainable = False

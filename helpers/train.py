@@ -78,7 +78,8 @@ def predictions_frame(image_set: ImageSet, probabilities: dict[str, np.ndarray])
     for split, prob in probabilities.items():
         rows = image_set.manifest[image_set.manifest["split"] == split]
         parts.append(rows[["path", "patient_id", "split", "label"]].assign(
-            y_true=(rows["label"] == "COVID").astype(int).to_numpy(), probability=prob))
+            y_true=(rows["label"] == "COVID").astype(int).to_numpy(),
+            probability=np.asarray(prob, np.float64)))  # float64: the CSV round trip keeps every value exact
     return pd.concat(parts, ignore_index=True)
 
 
