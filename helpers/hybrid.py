@@ -338,7 +338,7 @@ def save_hybrid(
     return save_run(
         name, dataset=dataset, predictions=predictions_frame(features, probabilities),
         history={"val_auc": model.evals_result()["validation_0"]["auc"]} if kind == "xgboost" else {},
-        train_seconds=info.get("seconds", 0.0), weights=features.weights, img_size=features.size,
+        train_seconds=info.get("seconds", 0.0), weights=features.weights or "random", img_size=features.size,
         n_parameters=_n_parameters(hybrid), params={**_params(model), **(params or {})},
         extra={"classifier": kind, "features": features.spec(), "extract_seconds": features.seconds, "info": info},
     )

@@ -41,7 +41,7 @@ from .plots import plot_confusion_matrices, plot_roc_pr
 
 DISCLAIMER = "Teaching material, not a diagnostic device."
 FILES = "report_files"
-NO_PRETRAINING = {None, "", "none", "scratch"}
+NO_PRETRAINING = {"scratch"}  # trained from scratch by design; None or "random" means lost ImageNet weights
 EXTERNAL_KEYS = ("model", "trained_on", "evaluated_on", "auc", "sensitivity", "specificity", "n")
 
 

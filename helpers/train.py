@@ -124,7 +124,7 @@ def save_run(
 
 def evaluate_and_save(
     model: keras.Model, image_set: ImageSet, dataset, *, name: str | None = None, history: dict | None = None,
-    weights: str | None = None, params: dict | None = None, batch_size: int = 64,
+    weights: str | None = "scratch", params: dict | None = None, batch_size: int = 64,
 ) -> dict:
     """Predict val and test with a trained Keras model and write its artifacts (see ``save_run``)."""
     from helpers.models import gradcam_layer, input_size
@@ -177,7 +177,7 @@ def train_transfer(
     params = {"epochs": epochs, "fine_tune_epochs": fine_tune_epochs, "fine_tune_fraction": fine_tune_fraction,
               "img_size": size, "batch_size": batch_size}
     trainable = int(sum(keras.ops.size(w) for w in model.trainable_weights))
-    metrics = evaluate_and_save(model, image_set, dataset, name=backbone, history=history, weights=used,
+    metrics = evaluate_and_save(model, image_set, dataset, name=backbone, history=history, weights=used or "random",
                                 params={**params, "trainable_parameters": trainable})
     return model, metrics
 
