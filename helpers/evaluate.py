@@ -380,7 +380,8 @@ def _read_run(folder: Path, dataset_info: dict | None) -> Run | None:
         return None
     metrics = read_json(folder / "metrics.json")
     try:
-        predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str, "path": str})
+        predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str, "path": str},
+                                  float_precision="round_trip")
     except (OSError, ValueError) as error:
         warnings.warn(f"skipping {folder}: predictions.csv not readable ({error})", stacklevel=3)
         return None

@@ -38,7 +38,7 @@ def setting(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COURSE_DATA_DIR", str(root / "data"))
         patch.setenv("COURSE_OUTPUT_DIR", str(root / "outputs"))
-        dataset = course_dataset("synthetic", smoke=True, verbose=False)
+        dataset = course_dataset("synthetic", smoke=True, verbose=False, n_patients=200)  # enough test patients for a stable AUC
         images = load_images(dataset, SIZE, progress=False)
         features = hybrid.extract_features(dataset, images, weights=None, pooling="avg")
         yield dataset, images, features
@@ -185,7 +185,7 @@ def test_saved_model_reloads_and_reproduces_predictions(setting, trained, kind):
     assert {"metrics.json", "predictions.csv", "features.json"} <= {p.name for p in folder.iterdir()}
     assert (folder / ("model.ubj" if kind == "xgboost" else "model.json")).is_file()
     assert not list(folder.glob("*.pkl")) and metrics["features"]["pooling"] == "avg"
-    recorded = pd.read_csv(folder / "predictions.csv")
+    recorded = pd.read_csv(folder / "predictions.csv", float_precision="round_trip")
     assert recorded["split"].unique().tolist() == ["val", "test"]
     reloaded = hybrid.load_hybrid(folder)
     X = np.concatenate([features.split(s)[0] for s in ("val", "test")])

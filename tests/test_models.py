@@ -57,7 +57,7 @@ def test_saved_model_reloads_and_predicts_what_was_recorded(synthetic_images, mo
     metrics = train.evaluate_and_save(model, image_set, dataset, history=history)
     folder = root / "outputs" / "synthetic" / "cnn"
     assert {p.name for p in folder.iterdir()} >= {"model.keras", "metrics.json", "history.json", "predictions.csv"}
-    recorded = pd.read_csv(folder / "predictions.csv")
+    recorded = pd.read_csv(folder / "predictions.csv", float_precision="round_trip")
     assert list(recorded.columns) == ["path", "patient_id", "split", "label", "y_true", "probability"]
     assert set(recorded["split"]) == {"val", "test"}
     reloaded = keras.models.load_model(folder / "model.keras")

@@ -178,7 +178,7 @@ def test_model_artifacts_follow_the_contract_and_agree_with_their_predictions(sm
     for dataset in SMOKE_DATASETS:
         folder = out / dataset / model
         metrics = json.loads((folder / "metrics.json").read_text())
-        predictions = pd.read_csv(folder / "predictions.csv")
+        predictions = pd.read_csv(folder / "predictions.csv", float_precision="round_trip")
         assert list(predictions.columns)[:6] == ["path", "patient_id", "split", "label", "y_true", "probability"]
         assert set(predictions["split"]) == {"val", "test"} and predictions["probability"].between(0, 1).all()
         assert metrics["dataset"] == dataset and metrics["synthetic"] is True and metrics["model"] == model
