@@ -93,6 +93,19 @@ pd.DataFrame({
 # The image-level interval is narrower whenever patients have several images: it is the
 # interval a paper would report if it ignored who the images belong to.
 #
+# **X-ray and CT side by side.** If the other modality has been run too (for example
+# `make run-all DATASET=covid-ct` after an X-ray run), its models are listed next to these, each
+# with its own baseline, so you can compare how hard the two tasks are.
+
+# %%
+other = [run for run in evaluate.read_runs() if not run.dataset.endswith("-marker")
+         and run.metrics.get("modality") not in (None, dataset.modality)]
+if other:
+    display(evaluate.format_comparison(evaluate.comparison_table(runs + other, n_boot=N_BOOT)))
+else:
+    print("Only one modality has results so far: run the series with a CT (or X-ray) DATASET to compare.")
+
+# %% [markdown]
 # ## 3. ROC and precision-recall curves
 #
 # The ROC curve shows sensitivity against 1 - specificity for every possible threshold; the
