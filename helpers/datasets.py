@@ -245,7 +245,6 @@ def near_duplicates(dataset: Dataset) -> list[list[int]]:
     return _duplicate_clusters(dataset.root, dataset.manifest)
 
 
-DEFAULT_DATASET = {"xray": "covid19-radiography", "ct": "covid-ct"}
 SYNTHETIC_SIZES = {True: dict(n_patients=90, size=128), False: dict(n_patients=400, size=256)}
 
 

@@ -144,10 +144,6 @@ def summary_line(metrics: dict) -> str:
             f"{metrics['train_seconds']:.0f} s training")
 
 
-def load_metrics(folder: Path) -> dict:
-    return json.loads((Path(folder) / "metrics.json").read_text())
-
-
 def train_transfer(
     backbone: str, dataset, *, img_size: int | None = None, weights: str | None = "imagenet", epochs: int = 10,
     fine_tune_epochs: int = 5, fine_tune_fraction: float = 0.2, batch_size: int = 32, learning_rate: float = 1e-3,
