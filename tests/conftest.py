@@ -25,3 +25,13 @@ def course_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(data))
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(out))
     return data, out
+
+
+@pytest.fixture(scope="module")
+def module_course_dirs(tmp_path_factory):
+    """Like ``course_dirs``, for a whole test module, so that its datasets are prepared once."""
+    data, out = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("outputs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_DATA_DIR", str(data))
+        patch.setenv("COURSE_OUTPUT_DIR", str(out))
+        yield data, out

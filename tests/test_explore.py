@@ -26,26 +26,16 @@ OFFLINE = "http://127.0.0.1:9"  # a closed port: any download attempt fails at o
 
 
 @pytest.fixture(scope="module")
-def explore_dirs(tmp_path_factory):
-    """Like ``course_dirs``, for the whole module, so that the datasets below are prepared once."""
-    data, out = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("outputs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COURSE_DATA_DIR", str(data))
-        patch.setenv("COURSE_OUTPUT_DIR", str(out))
-        yield data, out
-
-
-@pytest.fixture(scope="module")
-def ieee(shared_data, explore_dirs):
+def ieee(shared_data, module_course_dirs):
     """ieee8023-mini through the real ``ieee8023`` parser: its files are linked where the source expects them."""
-    root = explore_dirs[0] / "ieee8023" / IEEE8023_COMMIT[:7]
+    root = module_course_dirs[0] / "ieee8023" / IEEE8023_COMMIT[:7]
     root.parent.mkdir(parents=True)
     root.symlink_to(shared_data / "ieee8023-mini", target_is_directory=True)
     return load_dataset("ieee8023", base_url=OFFLINE, progress=False, verbose=False)
 
 
 @pytest.fixture(scope="module")
-def kermany(shared_data, explore_dirs):
+def kermany(shared_data, module_course_dirs):
     """The pediatric normals of kermany-mini, read in place as a folder dataset, source named ``kermany``."""
     dataset = load_dataset("folder", path=shared_data / "kermany-mini", verbose=False)
     return dataclasses.replace(dataset, manifest=dataset.manifest.assign(source="kermany"))
@@ -58,7 +48,7 @@ def mix(ieee, kermany):
 
 
 @pytest.fixture(scope="module")
-def marked(explore_dirs):
+def marked(module_course_dirs):
     dataset = course_dataset("synthetic", smoke=True, marker=True, n_patients=60, size=64, verbose=False)
     return dataset, load_images(dataset, SIZE, progress=False)
 
@@ -130,7 +120,7 @@ def test_one_source_gives_an_empty_table_and_says_why(ieee, capsys):
     assert "only one source ('ieee8023')" in capsys.readouterr().out
 
 
-def test_file_format_alone_predicts_the_label_when_formats_differ_by_class(tmp_path, explore_dirs):
+def test_file_format_alone_predicts_the_label_when_formats_differ_by_class(tmp_path, module_course_dirs):
     """The COVID-CT trap: COVID slices stored as PNG, most others as JPEG."""
     records = []
     for i in range(16):

@@ -32,16 +32,11 @@ FAST = dict(n_estimators=200, learning_rate=0.1, max_depth=3, early_stopping_rou
 
 
 @pytest.fixture(scope="module")
-def setting(tmp_path_factory):
+def setting(module_course_dirs):
     """Synthetic smoke dataset, its 64 px images and their pooled random-VGG16 features, in temporary folders."""
-    root = tmp_path_factory.mktemp("hybrid")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COURSE_DATA_DIR", str(root / "data"))
-        patch.setenv("COURSE_OUTPUT_DIR", str(root / "outputs"))
-        dataset = course_dataset("synthetic", smoke=True, verbose=False, n_patients=200)  # enough test patients for a stable AUC
-        images = load_images(dataset, SIZE, progress=False)
-        features = hybrid.extract_features(dataset, images, weights=None, pooling="avg")
-        yield dataset, images, features
+    dataset = course_dataset("synthetic", smoke=True, verbose=False, n_patients=200)  # enough test patients for a stable AUC
+    images = load_images(dataset, SIZE, progress=False)
+    return dataset, images, hybrid.extract_features(dataset, images, weights=None, pooling="avg")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,9 @@ from helpers.models import BACKBONES, Preprocess, build_cnn, build_transfer, gra
 
 
 @pytest.fixture(scope="module")
-def synthetic_images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COURSE_DATA_DIR", str(root / "data"))
-        mp.setenv("COURSE_OUTPUT_DIR", str(root / "outputs"))
-        dataset = datasets.course_dataset("synthetic", smoke=True)
-        yield dataset, images.load_images(dataset, 64, progress=False), root
+def synthetic_images(module_course_dirs):
+    dataset = datasets.course_dataset("synthetic", smoke=True)
+    return dataset, images.load_images(dataset, 64, progress=False), module_course_dirs[1]
 
 
 def test_small_cnn_learns_synthetic_xrays_well_above_chance(synthetic_images):
@@ -49,13 +45,12 @@ def test_shuffled_labels_leave_the_cnn_at_chance(synthetic_images):
     assert binary_metrics(y, train.predict(model, test_images))["auc"] < 0.8
 
 
-def test_saved_model_reloads_and_predicts_what_was_recorded(synthetic_images, monkeypatch):
-    dataset, image_set, root = synthetic_images
-    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(root / "outputs"))
+def test_saved_model_reloads_and_predicts_what_was_recorded(synthetic_images):
+    dataset, image_set, outputs = synthetic_images
     model = build_cnn(64, filters=(8, 16))
     history = train.fit(model, image_set, epochs=1, verbose=0)
     metrics = train.evaluate_and_save(model, image_set, dataset, history=history)
-    folder = root / "outputs" / "synthetic" / "cnn"
+    folder = outputs / "synthetic" / "cnn"
     assert {p.name for p in folder.iterdir()} >= {"model.keras", "metrics.json", "history.json", "predictions.csv"}
     recorded = pd.read_csv(folder / "predictions.csv", float_precision="round_trip")
     assert list(recorded.columns) == ["path", "patient_id", "split", "label", "y_true", "probability"]
