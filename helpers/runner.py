@@ -5,13 +5,15 @@ finishes the series in about half an hour) and ``smoke`` (CI: tiny settings,
 offline, both modalities). Executed notebooks go to ``outputs/notebooks/<dataset>/``.
 A notebook that already completed with the same parameters is skipped (the run
 resumes after an interruption); a changed parameter re-runs it and everything
-after it; ``--force`` re-runs all. The first failure stops the run, names the
+after it; ``--force`` re-runs all. Series on different datasets are independent and
+may run side by side (``--jobs``). The first failure stops the run, names the
 notebook and the cell, and keeps the partly executed notebook for inspection.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +21,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +153,29 @@ def write_state(state: dict) -> None:
     tmp.replace(path)
 
 
-def execute(step: Step, *, kernel: str = "python3") -> float:
+def default_jobs(profile: str) -> int:
+    """Dataset series side by side: SMOKE notebooks leave CPU cores idle (imports, small batches),
+    so the X-ray and CT series share the machine; larger profiles fill a GPU or all cores alone."""
+    return os.cpu_count() or 1 if profile == "smoke" else 1
+
+
+@contextlib.contextmanager
+def kernel_threads(jobs: int):
+    """With several kernels at once, give each its share of the cores (TensorFlow and OpenMP read these)."""
+    names = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    if jobs > 1:
+        share = str(max(1, (os.cpu_count() or 1) // jobs))
+        for name in names:
+            os.environ.setdefault(name, share)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+def execute(step: Step, *, kernel: str = "python3", progress_bar: bool = True) -> float:
     """Run one notebook with papermill; raise NotebookFailed naming the cell on error."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -160,7 +186,7 @@ def execute(step: Step, *, kernel: str = "python3") -> float:
     try:
         papermill.execute_notebook(
             str(step.notebook), str(output), parameters=step.parameters, kernel_name=kernel,
-            cwd=str(step.notebook.parent), progress_bar=sys.stderr.isatty(), log_output=False,
+            cwd=str(step.notebook.parent), progress_bar=progress_bar and sys.stderr.isatty(), log_output=False,
         )
     except PapermillExecutionError as error:
         raise NotebookFailed(
@@ -173,7 +199,7 @@ def execute(step: Step, *, kernel: str = "python3") -> float:
 def run_all(
     profile: str | None = None, *, datasets: list[str] | None = None, only: list[str] | None = None,
     force: bool = False, strict: bool = False, report: bool = True, kernel: str = "python3",
-    notebook_dir: Path | None = None,
+    notebook_dir: Path | None = None, jobs: int | None = None,
 ) -> list[dict]:
     """Plan, print the plan, run the steps not already done, print the time table; returns its rows."""
     profile, why = choose_profile(profile)
@@ -191,29 +217,53 @@ def run_all(
         print(f"  dataset {name}: {kind}")
     print(f"  notebooks: {', '.join(nb.name for nb in selected)}")
     print(f"  estimated time: about {estimate:.0f} min; outputs in {paths.output_dir()}")
-    state = {} if force else read_state()
-    rows, rerun_rest = [], force
+    series = {}
     for step in steps:
-        key = f"{step.dataset}/{step.notebook.name}"
-        done = state.get(key, {})
-        if not rerun_rest and done.get("fingerprint") == step.fingerprint and step.output().exists():
-            print(f"- {key}: done earlier with the same parameters, skipped (--force re-runs it)")
-            rows.append({**done["row"], "status": "skipped (done)"})
-            continue
-        rerun_rest = True  # later notebooks read what this one writes
-        print(f"- {key}: running with {step.parameters}", flush=True)
-        try:
-            seconds = execute(step, kernel=kernel)
-        except NotebookFailed as error:
-            rows.append(_row(step, profile, "FAILED", 0.0))
-            _finish(rows)
+        series.setdefault(step.dataset, []).append(step)
+    jobs = max(1, min(jobs or default_jobs(profile), len(series)))
+    if jobs > 1:
+        print(f"  {jobs} dataset series run side by side (each notebook still runs after the one it builds on)")
+    state = {} if force else read_state()
+    started = time.perf_counter()
+    lock, failed = threading.Lock(), threading.Event()
+
+    def run_series(series_steps: list[Step]) -> tuple[list[dict], NotebookFailed | None]:
+        rows, rerun_rest = [], force
+        for step in series_steps:
+            key = f"{step.dataset}/{step.notebook.name}"
+            done = state.get(key, {})
+            if not rerun_rest and done.get("fingerprint") == step.fingerprint and step.output().exists():
+                print(f"- {key}: done earlier with the same parameters, skipped (--force re-runs it)")
+                rows.append({**done["row"], "status": "skipped (done)"})
+                continue
+            if failed.is_set():
+                rows.append(_row(step, profile, "not run", 0.0))
+                continue
+            rerun_rest = True  # later notebooks read what this one writes
+            print(f"- {key}: running with {step.parameters}", flush=True)
+            try:
+                seconds = execute(step, kernel=kernel, progress_bar=jobs == 1)
+            except NotebookFailed as error:
+                failed.set()
+                rows.append(_row(step, profile, "FAILED", 0.0))
+                return rows, error
+            row = _row(step, profile, "ok", seconds)
+            rows.append(row)
+            with lock:
+                state[key] = {"fingerprint": step.fingerprint, "row": row}
+                write_state(state)
+        return rows, None
+
+    with kernel_threads(jobs), ThreadPoolExecutor(jobs) as pool:
+        results = list(pool.map(run_series, series.values()))
+    rows = [row for series_rows, _ in results for row in series_rows]
+    errors = [error for _, error in results if error]
+    if errors:
+        _finish(rows, time.perf_counter() - started)
+        for error in errors:
             print(f"\nFAILED: {error}", file=sys.stderr)
-            raise
-        row = _row(step, profile, "ok", seconds)
-        rows.append(row)
-        state[key] = {"fingerprint": step.fingerprint, "row": row}
-        write_state(state)
-    _finish(rows)
+        raise errors[0]
+    _finish(rows, time.perf_counter() - started)
     if report:
         from helpers.report import build_report
 
@@ -227,7 +277,7 @@ def _row(step: Step, profile: str, status: str, seconds: float) -> dict:
             "seconds": round(seconds, 1)}
 
 
-def _finish(rows: list[dict]) -> None:
+def _finish(rows: list[dict], wall: float) -> None:
     path = paths.output_dir() / "notebooks" / "timings.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=1))
@@ -235,7 +285,8 @@ def _finish(rows: list[dict]) -> None:
     for row in rows:
         print(f"{row['notebook']:34s} {row['dataset']:16s} {row['status']:16s} {row['seconds']:8.1f}")
     total = sum(row["seconds"] for row in rows)
-    print(f"{'total':68s} {total:8.1f}\nexecuted notebooks: {paths.output_dir() / 'notebooks'}")
+    print(f"{'total (notebooks one after the other)':68s} {total:8.1f}")
+    print(f"{'wall clock':68s} {wall:8.1f}\nexecuted notebooks: {paths.output_dir() / 'notebooks'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,13 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03")
     parser.add_argument("--force", action="store_true", help="re-run notebooks already done")
     parser.add_argument("--strict", action="store_true", help="fail instead of falling back to synthetic data")
+    parser.add_argument("--jobs", type=int, help="dataset series run side by side (default: the CPU cores for "
+                        "smoke, else 1)")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     try:
         run_all(
             args.profile, datasets=args.dataset.split(",") if args.dataset else None,
             only=args.only.split(",") if args.only else None, force=args.force, strict=args.strict,
-            report=not args.no_report,
+            report=not args.no_report, jobs=args.jobs,
         )
     except NotebookFailed:
         return 1

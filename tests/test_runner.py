@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -104,6 +105,33 @@ def test_a_changed_parameter_invalidates_the_resume(course, monkeypatch):
     monkeypatch.setitem(runner.PROFILES, "cpu", changed)
     rows = runner.run_all("cpu", datasets=["synthetic"], report=False, notebook_dir=folder)
     assert [row["status"] for row in rows] == ["skipped (done)", "ok"]
+
+
+MEET = """
+import os, pathlib, time
+here = pathlib.Path(os.environ["COURSE_OUTPUT_DIR"])
+(here / f"{DATASET}.started").write_text(os.environ.get("TF_NUM_INTRAOP_THREADS", "unset"))
+deadline = time.time() + 60
+while len(list(here.glob("*.started"))) < 2:
+    assert time.time() < deadline, "the other series never started: the series ran one after the other"
+    time.sleep(0.1)
+"""
+
+
+def test_dataset_series_run_side_by_side_each_in_its_own_order(course, capsys):
+    folder, out = course
+    before = os.environ.get("TF_NUM_INTRAOP_THREADS")
+    write_notebook(folder, "01_meet", MEET, RECORD)
+    write_notebook(folder, "02_after", RECORD)
+    rows = runner.run_all("smoke", datasets=["synthetic", "synthetic-ct"], report=False, notebook_dir=folder,
+                          jobs=2)
+    assert [(r["dataset"], r["notebook"], r["status"]) for r in rows] == [
+        (d, n, "ok") for d in ("synthetic", "synthetic-ct") for n in ("01_meet", "02_after")]
+    for dataset in ("synthetic", "synthetic-ct"):
+        assert [r["notebook"] for r in records(out) if r["DATASET"] == dataset] == ["01_meet", "02_after"]
+        assert (out / f"{dataset}.started").read_text() == str(max(1, (os.cpu_count() or 1) // 2))
+    assert "2 dataset series run side by side" in capsys.readouterr().out
+    assert os.environ.get("TF_NUM_INTRAOP_THREADS") == before  # the share was for the kernels only
 
 
 def test_profile_follows_the_machine(monkeypatch):
