@@ -51,8 +51,11 @@ run-all: $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m helpers run-all --profile smoke --no-report $(if $(DATASET),--dataset $(DATASET)) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force)
 
+# Two pytest workers: the SMOKE series (one file, started first) beside all the other tests.
+TEST_ARGS ?= -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_ARGS)
 
 # A second environment with the versions Colab's GPU runtime ships (requirements/colab.txt).
 $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
@@ -62,7 +65,7 @@ $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
 	touch $@
 
 test-colab: $(COLAB_VENV)/.installed
-	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest
+	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers tests tools benchmarks

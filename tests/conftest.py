@@ -35,3 +35,8 @@ def module_course_dirs(tmp_path_factory):
         patch.setenv("COURSE_DATA_DIR", str(data))
         patch.setenv("COURSE_OUTPUT_DIR", str(out))
         yield data, out
+
+
+def pytest_collection_modifyitems(items):
+    """Tests of the SMOKE series (the longest fixture) first: with ``-n 2`` the other tests run beside it."""
+    items.sort(key=lambda item: "smoke" not in getattr(item, "fixturenames", ()))
