@@ -19,6 +19,7 @@ export JUPYTER_DATA_DIR ?= $(CURDIR)/.cache/jupyter/data
 export JUPYTER_RUNTIME_DIR ?= $(CURDIR)/.cache/jupyter/runtime
 export IPYTHONDIR ?= $(CURDIR)/.cache/ipython
 export PIP_CACHE_DIR ?= $(CURDIR)/.cache/pip
+export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 $(shell mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR))
@@ -37,10 +38,11 @@ help:
 setup: $(STAMP)
 
 # The CPU wheels on machines without an NVIDIA GPU (2.1 GB instead of 3.3 GB, no CUDA noise), CUDA ones with.
+# uv installs the same pinned set as pip would, about 5x faster (parallel downloads); pip stays in the venv.
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[$(GPU),run,lab,dev]"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt uv
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -c requirements/constraints.txt -e ".[$(GPU),run,lab,dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -60,8 +62,9 @@ test: $(STAMP)
 # A second environment with the versions Colab's GPU runtime ships (requirements/colab.txt).
 $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
 	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
-	$(COLAB_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(COLAB_VENV)/bin/python -m pip install --quiet -c requirements/colab.txt -e ".[cpu,run,dev]"
+	$(COLAB_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt uv
+	$(COLAB_VENV)/bin/uv pip install --python $(COLAB_VENV)/bin/python --quiet -c requirements/colab.txt \
+		-e ".[cpu,run,dev]"
 	touch $@
 
 test-colab: $(COLAB_VENV)/.installed
