@@ -1,5 +1,5 @@
 # The course's commands. `make run-all` and `make test` set everything up on a fresh machine.
-# Variables: PROFILE=auto|full|cpu|smoke  DATASET=name[,name]  ONLY=02,03  FORCE=1  STRICT=1
+# Variables: PROFILE=auto|full|cpu|smoke  DATASET=name[,name]  ONLY=02,03  FORCE=1  STRICT=1  JOBS=n
 
 PYTHON ?= python3
 VENV := .venv
@@ -25,7 +25,7 @@ export PYTHONUNBUFFERED := 1
 $(shell mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR))
 
 RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DATASET)) \
-	$(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(STRICT),--strict)
+	$(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(STRICT),--strict) $(if $(JOBS),--jobs $(JOBS))
 
 .PHONY: help setup run-all smoke test test-colab lint notebooks report bench demo lock colab-constraints clean clean-cache
 
@@ -53,7 +53,8 @@ run-all: $(STAMP)
 	$(PY) -m helpers run-all $(RUN_ARGS)
 
 smoke: $(STAMP)
-	$(PY) -m helpers run-all --profile smoke --no-report $(if $(DATASET),--dataset $(DATASET)) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force)
+	$(PY) -m helpers run-all --profile smoke --no-report $(if $(DATASET),--dataset $(DATASET)) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) \
+		$(if $(JOBS),--jobs $(JOBS))
 
 # Two pytest workers: the SMOKE series (one file, started first) beside all the other tests.
 TEST_ARGS ?= -n 2 --dist loadfile

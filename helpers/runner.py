@@ -285,7 +285,7 @@ def _finish(rows: list[dict], wall: float) -> None:
     for row in rows:
         print(f"{row['notebook']:34s} {row['dataset']:16s} {row['status']:16s} {row['seconds']:8.1f}")
     total = sum(row["seconds"] for row in rows)
-    print(f"{'total (notebooks one after the other)':68s} {total:8.1f}")
+    print(f"{'sum of the notebook times':68s} {total:8.1f}")
     print(f"{'wall clock':68s} {wall:8.1f}\nexecuted notebooks: {paths.output_dir() / 'notebooks'}")
 
 
