@@ -62,9 +62,13 @@ TEST_ARGS ?= -n 2 --dist loadfile
 test: $(STAMP)
 	$(PY) -m pytest $(TEST_ARGS)
 
-# A second environment with the versions Colab's GPU runtime ships (requirements/colab.txt).
+# A second environment with the versions Colab's GPU runtime ships (requirements/colab.txt), on Colab's
+# Python (3.13) where this machine has one (python3.13 or pyenv's), else on $(PYTHON).
+COLAB_PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13),\
+	$(shell $(p) -c "" 2>/dev/null && echo $(p))) $(PYTHON))
+
 $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
-	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PYTHON) -m venv --clear $(COLAB_VENV)
 	$(COLAB_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt uv
 	$(COLAB_VENV)/bin/uv pip install --python $(COLAB_VENV)/bin/python --quiet --compile-bytecode -c requirements/colab.txt \
 		-e ".[cpu,run,dev]"
