@@ -44,7 +44,7 @@ PROFILES = {
 ESTIMATES = {
     "full": {"01": 3, "02": 5, "03": 20, "04": 5, "05": 3, "06": 1},
     "cpu": {"01": 1, "02": 4, "03": 12, "04": 4, "05": 3, "06": 1},
-    "smoke": {"01": 0.4, "02": 0.6, "03": 0.8, "04": 0.5, "05": 0.8, "06": 0.4},
+    "smoke": {"01": 0.4, "02": 0.5, "03": 0.7, "04": 0.4, "05": 0.7, "06": 0.2},
 }
 DEFAULT_DATASETS = {"full": ["covid19-radiography"], "cpu": ["covid19-radiography"],
                     "smoke": ["synthetic", "synthetic-ct"]}
@@ -211,16 +211,16 @@ def run_all(
     if strict:
         for step in steps:
             step.parameters["STRICT"] = True
-    estimate = sum(ESTIMATES[profile].get(step.number, 2) for step in steps)
+    series = {}
+    for step in steps:
+        series.setdefault(step.dataset, []).append(step)
+    jobs = max(1, min(jobs or default_jobs(profile), len(series)))
+    estimate = sum(ESTIMATES[profile].get(step.number, 2) for step in steps) / jobs
     print(f"Plan: profile {profile!r} ({why})")
     for name, kind in resolved:
         print(f"  dataset {name}: {kind}")
     print(f"  notebooks: {', '.join(nb.name for nb in selected)}")
     print(f"  estimated time: about {estimate:.0f} min; outputs in {paths.output_dir()}")
-    series = {}
-    for step in steps:
-        series.setdefault(step.dataset, []).append(step)
-    jobs = max(1, min(jobs or default_jobs(profile), len(series)))
     if jobs > 1:
         print(f"  {jobs} dataset series run side by side (each notebook still runs after the one it builds on)")
     state = {} if force else read_state()
