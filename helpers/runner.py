@@ -156,7 +156,7 @@ def write_state(state: dict) -> None:
 def default_jobs(profile: str) -> int:
     """Dataset series side by side: SMOKE notebooks leave CPU cores idle (imports, small batches),
     so the X-ray and CT series share the machine; larger profiles fill a GPU or all cores alone."""
-    return os.cpu_count() or 1 if profile == "smoke" else 1
+    return (os.cpu_count() or 1) if profile == "smoke" else 1
 
 
 @contextlib.contextmanager

@@ -134,6 +134,12 @@ def test_dataset_series_run_side_by_side_each_in_its_own_order(course, capsys):
     assert os.environ.get("TF_NUM_INTRAOP_THREADS") == before  # the share was for the kernels only
 
 
+def test_only_smoke_series_share_the_machine_by_default(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert runner.default_jobs("smoke") == 16
+    assert runner.default_jobs("full") == runner.default_jobs("cpu") == 1  # one GPU, or all cores, per series
+
+
 def test_profile_follows_the_machine(monkeypatch):
     monkeypatch.setattr(runner, "has_gpu", lambda: True)
     assert runner.choose_profile("auto")[0] == "full"
