@@ -284,8 +284,8 @@ def _finish(rows: list[dict], wall: float) -> None:
     print(f"\n{'notebook':34s} {'dataset':16s} {'status':16s} {'seconds':>8s}")
     for row in rows:
         print(f"{row['notebook']:34s} {row['dataset']:16s} {row['status']:16s} {row['seconds']:8.1f}")
-    total = sum(row["seconds"] for row in rows)
-    print(f"{'sum of the notebook times':68s} {total:8.1f}")
+    total = sum(row["seconds"] for row in rows if row["status"] == "ok")
+    print(f"{'sum of the times of the notebooks run now':68s} {total:8.1f}")
     print(f"{'wall clock':68s} {wall:8.1f}\nexecuted notebooks: {paths.output_dir() / 'notebooks'}")
 
 
