@@ -53,8 +53,7 @@ run-all: $(STAMP)
 	$(PY) -m helpers run-all $(RUN_ARGS)
 
 smoke: $(STAMP)
-	$(PY) -m helpers run-all --profile smoke --no-report $(if $(DATASET),--dataset $(DATASET)) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) \
-		$(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m helpers run-all $(RUN_ARGS) --profile smoke --no-report
 
 # Two pytest workers: the SMOKE series (one file, started first) beside all the other tests.
 TEST_ARGS ?= -n 2 --dist loadfile

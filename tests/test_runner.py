@@ -91,7 +91,6 @@ def test_an_interrupted_series_resumes_at_the_notebook_that_failed(course, capsy
     assert [row["status"] for row in rows] == ["skipped (done)", "ok", "ok"]
     assert [r["notebook"] for r in records(out)] == ["01_a", "02_b", "03_c"]
     assert "01_a.ipynb: done earlier with the same parameters, skipped" in capsys.readouterr().out
-    capsys.readouterr()
     rows = runner.run_all("smoke", datasets=["synthetic"], report=False, notebook_dir=folder)
     assert all(row["status"] == "skipped (done)" for row in rows)
     assert re.search(r"sum of the times of the notebooks run now\s+0\.0\n", capsys.readouterr().out)
