@@ -18,7 +18,8 @@ import time
 from unittest import mock
 
 from benchmarks import bench_hybrid, bench_images
-from helpers import paths, runner
+from helpers import paths
+from helpers.app import runner
 
 
 def images_section() -> str:

@@ -58,7 +58,7 @@ def conv_macs(model) -> int:
 
 def extraction(images, *, size: int, batch_size: int = 32) -> dict:
     """Throughput of the flattened VGG16 extractor on ``images`` (after one warm-up batch)."""
-    from helpers.hybrid import _predict, feature_extractor
+    from helpers.models.hybrid import _predict, feature_extractor
 
     model, _ = feature_extractor("vgg16", size=size, weights=None, pooling="flatten")
     _predict(model, images[:batch_size], batch_size=batch_size)
@@ -72,7 +72,7 @@ def extraction(images, *, size: int, batch_size: int = 32) -> dict:
 def xgboost_fit_seconds(X, y, *, rounds: int = ROUNDS) -> float:
     import xgboost
 
-    from helpers.hybrid import default_device
+    from helpers.models.hybrid import default_device
 
     model = xgboost.XGBClassifier(tree_method="hist", device=default_device(), n_estimators=rounds,
                                   learning_rate=0.05, max_depth=4)
@@ -86,7 +86,7 @@ def synthetic_images() -> dict:
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(
         os.environ, {"COURSE_DATA_DIR": os.environ.get("COURSE_DATA_DIR", tmp), "COURSE_OUTPUT_DIR": f"{tmp}/outputs"}
     ):
-        from helpers.datasets import course_dataset
+        from helpers.data.dataset import course_dataset
         from helpers.images import load_images
 
         dataset = course_dataset("synthetic", smoke=True, verbose=False)

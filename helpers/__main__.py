@@ -1,6 +1,6 @@
 """The course's command line: ``python -m helpers COMMAND ...``.
 
-- ``run-all``  execute the notebooks with papermill (see ``helpers.runner``)
+- ``run-all``  execute the notebooks with papermill (see ``helpers.app.runner``)
 - ``predict``  predict images with a trained model, one JSON line each
 - ``report``   build ``outputs/report.md`` and ``outputs/report.html``
 - ``prepare``  download and split a dataset ahead of time
@@ -13,7 +13,7 @@ import sys
 
 
 def prepare(argv: list[str]) -> int:
-    from helpers.datasets import describe, load_dataset
+    from helpers.data.dataset import describe, load_dataset
 
     parser = argparse.ArgumentParser(prog="python -m helpers prepare")
     parser.add_argument("dataset")
@@ -26,7 +26,7 @@ def prepare(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"run-all": "helpers.runner", "predict": "helpers.predict", "report": "helpers.report"}
+    commands = {"run-all": "helpers.app.runner", "predict": "helpers.app.predict", "report": "helpers.app.report"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in (*commands, "prepare"):
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

@@ -33,12 +33,11 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict, tra
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from helpers.datasets import SPLITS, Dataset, load_dataset, near_duplicates, patient_split
+from helpers.constants import LABELS, SPLITS, SYNTHETIC_MARK
+from helpers.data.dataset import Dataset, load_dataset, near_duplicates, patient_split
+from helpers.data.sources import SourceUnavailable
 from helpers.images import read_image, resize
-from helpers.plots import SYNTHETIC_MARK
-from helpers.sources import SourceUnavailable
 
-LABELS = ("COVID", "NORMAL")
 LABEL_COLORS = {"COVID": "tab:red", "NORMAL": "tab:blue"}
 NOT_RECORDED = "(not recorded)"
 FEATURES = {
@@ -307,7 +306,7 @@ def mean_images(dataset: Dataset, image_set, *, by: str = "source", max_groups: 
 def near_duplicate_pairs(dataset: Dataset, *, groups: list[list[int]] | None = None) -> pd.DataFrame:
     """Pairs of near-identical images (each group's first image with each other one), and where they sit.
 
-    ``groups`` defaults to :func:`helpers.datasets.near_duplicates` (perceptual hashes of every image).
+    ``groups`` defaults to :func:`helpers.data.dataset.near_duplicates` (perceptual hashes of every image).
     """
     groups = near_duplicates(dataset) if groups is None else groups
     manifest = dataset.manifest
@@ -388,9 +387,9 @@ def leakage(dataset: Dataset, *, seed: int = 42, test_fraction: float = 0.2,
     """Experiment (a): how many patients an image-level random split puts in both train and test.
 
     Compares an image-level random split, a patient-level split
-    (:func:`helpers.datasets.patient_split`; its val part counts as train) and the
+    (:func:`helpers.data.dataset.patient_split`; its val part counts as train) and the
     dataset's own split (train and val against test). ``duplicates`` (groups of
-    manifest rows, from :func:`helpers.datasets.near_duplicates`) adds the number
+    manifest rows, from :func:`helpers.data.dataset.near_duplicates`) adds the number
     of near-duplicate groups that straddle train and test.
     """
     rows = dataset.manifest.reset_index(drop=True)

@@ -9,6 +9,7 @@ holds this course's ``pyproject.toml``, else the current folder (Colab).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PROJECT_NAME = "covid-course"
@@ -46,6 +47,16 @@ def cache_dir(kind: str) -> Path:
     path = data_dir() / "cache" / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_file(kind: str, *parts, suffix: str = ".npz") -> Path:
+    """The cache file of ``kind`` named from ``parts`` (dataset name and key, size, versions...).
+
+    Every input that changes the cached content must be one of the parts, so that a changed
+    input never reuses a stale cache.
+    """
+    stem = "-".join(str(part) for part in parts)
+    return cache_dir(kind) / (re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) + suffix)
 
 
 def run_dir(dataset: str, model: str) -> Path:

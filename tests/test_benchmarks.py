@@ -11,7 +11,7 @@ from benchmarks import bench_hybrid, bench_images
 
 
 def test_vgg16_conv_stack_costs_about_15_gmac_per_224_px_image():
-    from helpers.hybrid import feature_extractor
+    from helpers.models.hybrid import feature_extractor
 
     model, _ = feature_extractor("vgg16", size=224, weights=None, pooling="flatten")
     assert bench_hybrid.conv_macs(model) / 1e9 == pytest.approx(15.35, abs=0.1)  # Simonyan & Zisserman: ~15.5

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from http_server import FaultyServer
 
-from helpers import synthetic
-from helpers.datasets import SYNTHETIC_BANNER, cap_per_class, course_dataset, describe, load_dataset, patient_split
-from helpers.sources import IEEE8023_COMMIT, SourceUnavailable
+from helpers.data import synthetic
+from helpers.data.dataset import SYNTHETIC_BANNER, cap_per_class, course_dataset, describe, load_dataset, patient_split
+from helpers.data.sources import IEEE8023_COMMIT, SourceUnavailable
 
 IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
 

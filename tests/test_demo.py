@@ -1,4 +1,4 @@
-"""helpers.demo: the upload app driven through its callbacks with real and broken uploads, in both ipywidgets formats."""
+"""helpers.app.demo: the upload app driven through its callbacks with real and broken uploads, in both ipywidgets formats."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from helpers import DISCLAIMER, demo
+from helpers import DISCLAIMER
+from helpers.app import demo
 from helpers.images import read_image
 from helpers.models import build_cnn
-from helpers.train import save_run
+from helpers.models.train import save_run
 
 MB = 1_000_000
 
@@ -97,7 +98,7 @@ def test_uploaded_files_reads_both_formats(make):
 
 
 def save_tiny_model(dataset: str, *, synthetic: bool = True, name: str = "cnn") -> Path:
-    """A tiny untrained CNN saved through helpers.train.save_run, as notebook 02 would."""
+    """A tiny untrained CNN saved through helpers.models.train.save_run, as notebook 02 would."""
     model = build_cnn(32, filters=(8, 16))
     manifest = pd.DataFrame({"split": ["train", "val", "val", "test", "test"]})
     ds = SimpleNamespace(name=dataset, synthetic=synthetic, modality="xray", manifest=manifest)

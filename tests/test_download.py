@@ -8,7 +8,7 @@ import random
 import pytest
 from http_server import FaultyServer
 
-from helpers.download import (
+from helpers.data.download import (
     DownloadError,
     fetch_file,
     fetch_files,

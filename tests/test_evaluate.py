@@ -1,4 +1,4 @@
-"""helpers.evaluate: metrics against scikit-learn, patient bootstrap, thresholds, baselines."""
+"""helpers.evaluation: metrics against scikit-learn, patient bootstrap, thresholds, baselines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from helpers import evaluate as ev
+from helpers import evaluation as ev
 
 
 def noisy_scores(n: int = 400, seed: int = 0):

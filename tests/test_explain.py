@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from helpers.data.synthetic import make_image
 from helpers.explain import gradcam, overlay, plot_gradcam_grid
 from helpers.models import BACKBONES, build_cnn, build_transfer, gradcam_layer
-from helpers.synthetic import make_image
 
 
 def tiny_cnn(*, bias: float = 0.0) -> keras.Model:

@@ -15,10 +15,10 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from helpers import explore  # noqa: E402
-from helpers.datasets import Dataset, course_dataset, load_dataset, near_duplicates  # noqa: E402
+from helpers.data.dataset import Dataset, course_dataset, load_dataset, near_duplicates  # noqa: E402
+from helpers.data.sources import IEEE8023_COMMIT  # noqa: E402
+from helpers.data.synthetic import make_image  # noqa: E402
 from helpers.images import load_images  # noqa: E402
-from helpers.sources import IEEE8023_COMMIT  # noqa: E402
-from helpers.synthetic import make_image  # noqa: E402
 
 SIZE = 32  # cached image size: thumbnails are 16x16, so 32 px is plenty and fast
 FOLDS = 3  # fewer cross-validation folds than the default 5: the same lesson, faster

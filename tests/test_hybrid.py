@@ -21,10 +21,10 @@ pytest.importorskip("tensorflow")
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from helpers import hybrid  # noqa: E402
-from helpers.datasets import course_dataset  # noqa: E402
-from helpers.evaluate import binary_metrics  # noqa: E402
+from helpers.data.dataset import course_dataset  # noqa: E402
+from helpers.evaluation import binary_metrics  # noqa: E402
 from helpers.images import load_images  # noqa: E402
+from helpers.models import hybrid  # noqa: E402
 
 SIZE = 64
 FAST = dict(n_estimators=200, learning_rate=0.1, max_depth=3, early_stopping_rounds=30, n_jobs=1, device="cpu")

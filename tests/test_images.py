@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from helpers import images
+from helpers import images, paths
 from helpers.images import (
     ImageError,
     cache_path,
@@ -396,7 +396,7 @@ def test_load_images_skips_and_reports_a_corrupt_file(fake_dataset, capsys):
 def test_load_images_second_call_uses_the_cache(fake_dataset, monkeypatch, capsys):
     first = load_images(fake_dataset, 32, progress=False)
     path = cache_path(fake_dataset, 32)
-    assert path.is_file() and path.parent.is_relative_to(Path(images.cache_dir("images")))
+    assert path.is_file() and path.parent.is_relative_to(paths.cache_dir("images"))
     assert not list(path.parent.glob("*.part"))
     assert path.stat().st_mode & 0o044  # readable by others, unlike mkstemp's default
 

@@ -11,9 +11,18 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import datasets, images, train  # noqa: E402
-from helpers.evaluate import binary_metrics  # noqa: E402
-from helpers.models import BACKBONES, Preprocess, build_cnn, build_transfer, gradcam_layer, unfreeze_top  # noqa: E402
+from helpers import images  # noqa: E402
+from helpers.data import dataset as datasets  # noqa: E402
+from helpers.evaluation import binary_metrics  # noqa: E402
+from helpers.models import (  # noqa: E402
+    BACKBONES,
+    Preprocess,
+    build_cnn,
+    build_transfer,
+    gradcam_layer,
+    train,  # noqa: E402
+    unfreeze_top,
+)
 
 
 @pytest.fixture(scope="module")

@@ -135,7 +135,7 @@ def test_setup_cell_installs_nothing_outside_colab(monkeypatch):
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
     """Run every notebook in SMOKE mode, offline, on the synthetic X-ray and CT sets (once per session)."""
-    from helpers import runner
+    from helpers.app import runner
 
     root = tmp_path_factory.mktemp("smoke")
     saved = {k: os.environ.get(k) for k in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR")}
@@ -172,7 +172,7 @@ MODELS = ["cnn", "vgg16", "vgg16-xgboost"]
 
 @pytest.mark.parametrize("model", MODELS)
 def test_model_artifacts_follow_the_contract_and_agree_with_their_predictions(smoke, model):
-    from helpers.evaluate import binary_metrics
+    from helpers.evaluation import binary_metrics
 
     out, _ = smoke
     for dataset in SMOKE_DATASETS:

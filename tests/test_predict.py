@@ -1,4 +1,4 @@
-"""helpers.predict: loading (folder, .keras file, cache, bad paths), one-image prediction, warnings, the CLI."""
+"""helpers.app.predict: loading (folder, .keras file, cache, bad paths), one-image prediction, warnings, the CLI."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.app.predict import ModelError, load_model, main, predict_image
 from helpers.images import ImageError, read_image, resize
 from helpers.models import build_cnn
-from helpers.predict import ModelError, load_model, main, predict_image
-from helpers.train import predict as train_predict
+from helpers.models.train import predict as train_predict
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"model": "cnn", "dataset": "synthetic", "synthetic": True, "modality": "xray", "threshold": 0.37,
@@ -102,7 +102,7 @@ def test_predict_real_xray_from_path_and_bytes(model_dir, xray):
 
 
 def test_prediction_matches_the_training_pipeline(model_dir, xray):
-    """Same resize, same channels, same preprocessing (inside the model) as helpers.train.predict."""
+    """Same resize, same channels, same preprocessing (inside the model) as helpers.models.train.predict."""
     info = load_model(model_dir)
     expected = train_predict(info.model, resize(read_image(xray), 32)[None])[0]
     assert predict_image(info, xray, with_gradcam=False).probability == pytest.approx(float(expected), abs=1e-5)
@@ -151,7 +151,7 @@ def test_cli_bad_model_path(tmp_path, xray, capsys):
 
 
 def test_cli_as_a_module(model_dir, xray):
-    result = subprocess.run([sys.executable, "-m", "helpers.predict", "--model", str(model_dir), str(xray)],
+    result = subprocess.run([sys.executable, "-m", "helpers.app.predict", "--model", str(model_dir), str(xray)],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["file"] == str(xray)

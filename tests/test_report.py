@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import evaluate as ev
-from helpers import plots, report
+from helpers import evaluation as ev
+from helpers import plots
+from helpers.app import report
 
 # ------------------------------------------------------------------ fake but valid artifacts
 

@@ -9,7 +9,7 @@ import re
 import nbformat
 import pytest
 
-from helpers import runner
+from helpers.app import runner
 
 PARAMETERS = 'DATASET = "covid19-radiography"\nSMOKE = False'
 RECORD = """

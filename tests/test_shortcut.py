@@ -1,4 +1,4 @@
-"""The shortcut lesson and external validation (helpers.shortcut): masking, a real drop, the report's JSON."""
+"""The shortcut lesson and external validation (helpers.explain.shortcut): masking, a real drop, the report's JSON."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from helpers import shortcut, train
-from helpers.datasets import course_dataset
+from helpers.data.dataset import course_dataset
+from helpers.data.synthetic import make_image
+from helpers.explain import shortcut
 from helpers.images import load_images, resize
-from helpers.synthetic import make_image
+from helpers.models import train
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (3, 100, 80), (2, 224, 224)])
@@ -76,8 +77,8 @@ def test_synthetic_external_set_is_the_same_test_patients_without_the_tag(course
 
 
 def test_external_validation_writes_what_the_report_reads(course_dirs):
+    from helpers.app.report import EXTERNAL_KEYS, build_report
     from helpers.models import build_cnn
-    from helpers.report import EXTERNAL_KEYS, build_report
 
     _, outputs = course_dirs
     external = course_dataset("synthetic", smoke=True, n_patients=12, size=64, verbose=False)

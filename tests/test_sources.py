@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from http_server import FaultyServer
 
-from helpers import sources
-from helpers.sources import (
+from helpers.data import sources
+from helpers.data.sources import (
     ACTUALMED_COMMIT,
     COVID_CT_COMMIT,
     IEEE8023_COMMIT,

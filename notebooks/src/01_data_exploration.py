@@ -46,7 +46,7 @@ if SMOKE:
 from IPython.display import display
 
 from helpers import explore
-from helpers.datasets import course_dataset, near_duplicates
+from helpers.data.dataset import course_dataset, near_duplicates
 from helpers.images import load_images
 
 dataset = course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)

@@ -36,10 +36,11 @@ if SMOKE:  # a few hundred tiny images: a higher learning rate gets there in a f
 # notebook starts in seconds.
 
 # %%
-from helpers import datasets, evaluate, images, plots, train
+from helpers import data, evaluation, images, plots
+from helpers.models import train
 from helpers.models import build_cnn
 
-dataset = datasets.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 image_set = images.load_images(dataset, IMG_SIZE)
 
 # %% [markdown]
@@ -108,9 +109,9 @@ print(train.summary_line(metrics))
 # %%
 import pandas as pd
 
-train_labels = evaluate.to_binary(image_set.manifest.loc[image_set.manifest["split"] == "train", "label"])
-test_labels = evaluate.to_binary(image_set.manifest.loc[image_set.manifest["split"] == "test", "label"])
-baseline = evaluate.majority_baseline(train_labels, test_labels)
+train_labels = evaluation.to_binary(image_set.manifest.loc[image_set.manifest["split"] == "train", "label"])
+test_labels = evaluation.to_binary(image_set.manifest.loc[image_set.manifest["split"] == "test", "label"])
+baseline = evaluation.majority_baseline(train_labels, test_labels)
 columns = ["auc", "accuracy", "sensitivity", "specificity"]
 pd.DataFrame([baseline, metrics["test"]], index=["majority class", "CNN from scratch"])[columns].round(3)
 

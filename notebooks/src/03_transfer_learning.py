@@ -41,10 +41,11 @@ if SMOKE:
 # %%
 import pandas as pd
 
-from helpers import datasets, paths, plots, train
+from helpers import data, paths, plots
+from helpers.models import train
 from helpers.models import BACKBONES as REGISTRY
 
-dataset = datasets.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 
 # %% [markdown]
 # ## 2. The backbones

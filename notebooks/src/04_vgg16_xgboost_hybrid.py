@@ -43,12 +43,13 @@ if SMOKE:  # a few hundred tiny images; a higher learning rate needs fewer trees
 # %%
 import pandas as pd
 
-from helpers import datasets, evaluate, hybrid, images
+from helpers import data, evaluation, images
+from helpers.models import hybrid
 
-dataset = datasets.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 image_set = images.load_images(dataset, IMG_SIZE)
 if dataset.synthetic:
-    print(datasets.SYNTHETIC_BANNER)
+    print(data.SYNTHETIC_BANNER)
 
 # %% [markdown]
 # ## 2. VGG16 as a feature extractor
@@ -149,9 +150,9 @@ table.round(3)
 # intervals mean the test set cannot tell the models apart.
 
 # %%
-runs = [run for run in evaluate.read_runs(dataset=dataset.name)
+runs = [run for run in evaluation.read_runs(dataset=dataset.name)
         if run.model in (*NAMES.values(), "vgg16-logreg", "cnn", "vgg16")]
-evaluate.format_comparison(evaluate.comparison_table(runs, n_boot=200 if SMOKE else 1000))
+evaluation.format_comparison(evaluation.comparison_table(runs, n_boot=200 if SMOKE else 1000))
 
 # %% [markdown]
 # **Where the time goes.** Grey is feature extraction, orange the classifier's training.

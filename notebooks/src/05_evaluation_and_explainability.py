@@ -49,9 +49,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from helpers import datasets, evaluate, images, plots, shortcut, train
+from helpers import data, evaluation, images, plots
+from helpers.constants import MARKER_SUFFIX
+from helpers.explain import shortcut
+from helpers.models import train
 
-dataset = datasets.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 runs = shortcut.runs_or_quick_cnn(dataset, img_size=IMG_SIZE, epochs=EPOCHS, batch_size=BATCH_SIZE)
 pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.metrics.get("img_size"),
                "threshold (chosen on val)": round(run.threshold, 3), "folder": str(run.path)} for run in runs])
@@ -70,8 +73,8 @@ pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.met
 # model that does not clearly beat it has learned nothing useful.
 
 # %%
-table = evaluate.comparison_table(runs, n_boot=N_BOOT)
-evaluate.format_comparison(table).drop(columns=["Dataset"])
+table = evaluation.comparison_table(runs, n_boot=N_BOOT)
+evaluation.format_comparison(table).drop(columns=["Dataset"])
 
 # %% [markdown]
 # **What to read here.** Look at the intervals before the point estimates: where two models'
@@ -85,8 +88,8 @@ evaluate.format_comparison(table).drop(columns=["Dataset"])
 best = shortcut.best_run(runs)
 test = best.split("test")
 pd.DataFrame({
-    "drawing patients": evaluate.bootstrap_ci(test, "auc", n_boot=N_BOOT),
-    "drawing images (too narrow)": evaluate.bootstrap_ci(test, "auc", n_boot=N_BOOT, group=None),
+    "drawing patients": evaluation.bootstrap_ci(test, "auc", n_boot=N_BOOT),
+    "drawing images (too narrow)": evaluation.bootstrap_ci(test, "auc", n_boot=N_BOOT, group=None),
 }, index=["AUC 2.5%", "AUC 97.5%"]).round(3).rename_axis(best.model)
 
 # %% [markdown]
@@ -98,10 +101,10 @@ pd.DataFrame({
 # with its own baseline, so you can compare how hard the two tasks are.
 
 # %%
-other = [run for run in evaluate.read_runs() if not run.dataset.endswith("-marker")
+other = [run for run in evaluation.read_runs() if not run.dataset.endswith(MARKER_SUFFIX)
          and run.metrics.get("modality") not in (None, dataset.modality)]
 if other:
-    display(evaluate.format_comparison(evaluate.comparison_table(runs + other, n_boot=N_BOOT)))
+    display(evaluation.format_comparison(evaluation.comparison_table(runs + other, n_boot=N_BOOT)))
 else:
     print("Only one modality has results so far: run the series with a CT (or X-ray) DATASET to compare.")
 
@@ -156,7 +159,7 @@ plots.plot_calibration(runs);
 
 # %%
 val = best.split("val")
-screening = evaluate.choose_threshold(val["y_true"], val["probability"], rule="sensitivity",
+screening = evaluation.choose_threshold(val["y_true"], val["probability"], rule="sensitivity",
                                       target=TARGET_SENSITIVITY)
 shortcut.operating_points(best, {"Youden's J": best.threshold,
                                  f"sensitivity >= {TARGET_SENSITIVITY:.0%} on val": screening}, n_boot=N_BOOT)
@@ -181,10 +184,10 @@ plots.plot_threshold_tradeoff(best);
 # the NPV (how often a NORMAL call is right) at those prevalences.
 
 # %%
-at_screening = evaluate.binary_metrics(test["y_true"], test["probability"], screening)
+at_screening = evaluation.binary_metrics(test["y_true"], test["probability"], screening)
 print(f"{best.model} at threshold {screening:.3f}: sensitivity {at_screening['sensitivity']:.2f}, "
       f"specificity {at_screening['specificity']:.2f} (test split)")
-evaluate.predictive_values(at_screening["sensitivity"], at_screening["specificity"],
+evaluation.predictive_values(at_screening["sensitivity"], at_screening["specificity"],
                            prevalences=(0.01, 0.05, 0.2)).set_index("prevalence").round(3)
 
 # %% [markdown]
@@ -285,7 +288,7 @@ plots.plot_images(marker_images.images[shown], [f"{r.label}, {'tag' if r.marker 
 # %%
 marker_model, marker_metrics = train.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS,
                                                         batch_size=BATCH_SIZE, verbose=2)
-print(datasets.SYNTHETIC_BANNER)
+print(data.SYNTHETIC_BANNER)
 print(train.summary_line(marker_metrics))
 
 # %% [markdown]

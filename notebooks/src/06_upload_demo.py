@@ -44,9 +44,11 @@ MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (notebook 02) or a bac
 # runs; its predictions are close to guesses.
 
 # %%
-from helpers import datasets, demo, predict
+from helpers import data
+from helpers.app import demo
+from helpers.app import predict
 
-dataset = datasets.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 model_dir = demo.model_folder(dataset.name, MODEL)
 if model_dir is None and SMOKE:
     model_dir = demo.train_quick_model(dataset, name=MODEL)

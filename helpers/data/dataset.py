@@ -23,10 +23,10 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from helpers import paths
-from helpers.download import DownloadError
-from helpers.sources import MANIFEST_COLUMNS, SourceUnavailable, get_source
+from helpers.constants import SPLITS
+from helpers.data.download import DownloadError
+from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, get_source
 
-SPLITS = ("train", "val", "test")
 SYNTHETIC_FOR = {"xray": "synthetic", "ct": "synthetic-ct"}
 SYNTHETIC_BANNER = (
     "SYNTHETIC DATA: everything below ran on generated cartoon images, not real patients. "

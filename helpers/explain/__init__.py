@@ -32,9 +32,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from helpers.constants import SYNTHETIC_MARK
 from helpers.images import resize, to_rgb
 from helpers.models import gradcam_layer, input_size
-from helpers.plots import SYNTHETIC_MARK
 
 __all__ = ["gradcam", "overlay", "plot_gradcam_grid"]
 

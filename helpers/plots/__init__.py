@@ -17,14 +17,12 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .evaluate import NEGATIVE, POSITIVE, Run, binary_metrics, calibration, to_binary
-
-SYNTHETIC_MARK = "SYNTHETIC DATA"
-
+from helpers.constants import NEGATIVE, POSITIVE, SYNTHETIC_MARK
+from helpers.evaluation import Run, binary_metrics, calibration, to_binary
 
 # =========================================================================================
 # Evaluation figures: ROC/PR, confusion matrices, calibration, threshold trade-off.
-# They take runs from helpers.evaluate.read_runs and use each run's validation-chosen threshold.
+# They take runs from helpers.evaluation.read_runs and use each run's validation-chosen threshold.
 # =========================================================================================
 
 

@@ -36,10 +36,11 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from .download import DownloadError, fetch_files
+from helpers.constants import LABELS, SPLITS
+from helpers.data.download import DownloadError, fetch_files
+from helpers.files import atomic_write
 
 MANIFEST_COLUMNS = ["path", "label", "patient_id", "source", "modality", "view", "sex", "age", "split"]
-LABELS = ("NORMAL", "COVID")
 
 
 class SourceUnavailable(RuntimeError):
@@ -88,7 +89,6 @@ def get_source(name: str) -> Source:
 GITHUB_RAW = "https://raw.githubusercontent.com"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".dcm"})
 MODALITIES = {"xray": "X-ray", "ct": "CT"}  # the course's name -> the name in ieee8023's metadata
-SPLITS = ("train", "val", "test")
 
 
 def github_raw(repo: str, commit: str) -> str:
@@ -884,15 +884,15 @@ def prepare_synthetic(
     seed: int = 0, **options,
 ) -> Prepared:
     """Generate (once) the synthetic dataset for these options; a finished folder is reused."""
-    from helpers import synthetic
+    from helpers.data import synthetic
 
     settings = dict(modality=modality, n_patients=n_patients, size=size, marker=marker, seed=seed, **options)
     root = data_dir / "synthetic" / f"{modality}-{synthetic.options_key(**settings)}"
     manifest = root / "rows.csv"
     if not manifest.exists():
         rows = synthetic.generate(root, **settings)
-        rows.to_csv(manifest.with_suffix(".tmp"), index=False)
-        manifest.with_suffix(".tmp").replace(manifest)
+        with atomic_write(manifest, "w", newline="") as file:
+            rows.to_csv(file, index=False)
     rows = pd.read_csv(manifest, dtype={"patient_id": str})
     note = "SYNTHETIC data: generated cartoons of chest images, not real patients"
     if marker:
@@ -905,7 +905,7 @@ for _name, _modality in (("synthetic", "xray"), ("synthetic-ct", "ct")):
         Source(
             name=_name,
             modality=_modality,
-            description=f"Synthetic {MODALITIES[_modality]} images generated offline (helpers.synthetic)",
+            description=f"Synthetic {MODALITIES[_modality]} images generated offline (helpers.data.synthetic)",
             license="public domain (generated)",
             size="generated on the fly; a few MB",
             homepage="",

@@ -19,9 +19,9 @@ import pandas as pd
 
 from helpers import paths
 from helpers.environment import strategy_scope, versions
-from helpers.evaluate import binary_metrics, choose_threshold
+from helpers.evaluation import binary_metrics, choose_threshold
 from helpers.images import ImageSet
-from helpers.pipeline import labels_of, make_pipeline, split_arrays, split_pipeline
+from helpers.models.pipeline import labels_of, make_pipeline, split_arrays, split_pipeline
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:

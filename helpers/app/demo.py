@@ -5,7 +5,7 @@
 
 It lists every trained model under ``outputs/<dataset>/<model>/`` (a
 ``model.keras`` with its ``metrics.json``), predicts each uploaded file with
-:func:`helpers.predict.predict_image` and shows, per file, the image next to
+:func:`helpers.app.predict.predict_image` and shows, per file, the image next to
 its Grad-CAM overlay, the probability on a bar with the threshold marked, what
 that threshold means, warnings about the image, and a loud note when the model
 was trained on synthetic data. Uploads are processed in memory and never
@@ -30,9 +30,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from helpers import DISCLAIMER, paths
+from helpers import paths
+from helpers.app.predict import ModelError, ModelInfo, Prediction, load_model, predict_image
+from helpers.constants import DISCLAIMER
 from helpers.images import ImageError
-from helpers.predict import ModelError, ModelInfo, Prediction, load_model, predict_image
 
 ACCEPT = ".png,.jpg,.jpeg,.dcm,.dicom,.tif,.tiff,.bmp"
 DISPLAY_SIDE = 512  # longest side of the images drawn in a result card
@@ -291,7 +292,7 @@ def train_quick_model(dataset, *, name: str = "cnn", img_size: int = 64, epochs:
                       learning_rate: float = 3e-3) -> Path:
     """Train a small CNN on ``dataset`` and save it to ``outputs/<dataset>/<name>/`` (for SMOKE runs without one)."""
     from helpers.images import load_images
-    from helpers.train import train_quick_cnn
+    from helpers.models.train import train_quick_cnn
 
     print(f"training a quick {img_size}px CNN on {dataset.name} ({epochs} epochs) for the demo ...")
     train_quick_cnn(dataset, load_images(dataset, img_size, progress=False), epochs=epochs, batch_size=16,

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +44,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
-from helpers.paths import cache_dir
+from helpers.files import atomic_write
+from helpers.paths import cache_file
 
 READER_VERSION = 1  # bump whenever read_image/resize change their output: old caches are then ignored
 MAX_PIXELS = 400_000_000  # 20000 x 20000
@@ -296,8 +295,7 @@ class ImageSet:
 
 def cache_path(dataset, size: int) -> Path:
     """The cache file of ``dataset`` at ``size``: named from its name, key, the size and READER_VERSION."""
-    stem = f"{dataset.name}-{dataset.key}-{size}px-r{READER_VERSION}"
-    return cache_dir("images") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) + ".npz")
+    return cache_file("images", dataset.name, dataset.key, f"{size}px", f"r{READER_VERSION}")
 
 
 def load_images(
@@ -363,23 +361,16 @@ def _load_one(path: Path, rel: str, size: int) -> tuple[np.ndarray | None, str |
 def _write_cache(path: Path, image_set: ImageSet, kept: list[int]) -> None:
     """Write the cache under a temporary name, then rename: a crash never leaves a half file."""
     errors = image_set.errors
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(
-                file,
-                images=image_set.images,
-                kept=np.asarray(kept, np.int64),
-                rows=len(image_set.manifest) + len(errors),
-                paths=np.asarray(image_set.manifest["path"], dtype=str),
-                error_paths=np.asarray([p for p, _ in errors], dtype=str),
-                error_messages=np.asarray([m for _, m in errors], dtype=str),
-            )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as any data file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        np.savez(
+            file,
+            images=image_set.images,
+            kept=np.asarray(kept, np.int64),
+            rows=len(image_set.manifest) + len(errors),
+            paths=np.asarray(image_set.manifest["path"], dtype=str),
+            error_paths=np.asarray([p for p, _ in errors], dtype=str),
+            error_messages=np.asarray([m for _, m in errors], dtype=str),
+        )
 
 
 def _read_cache(path: Path, manifest: pd.DataFrame) -> ImageSet | None:

@@ -23,10 +23,9 @@ import pandas as pd
 from scipy import sparse
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from . import paths
+from helpers import paths
+from helpers.constants import NEGATIVE, POSITIVE
 
-POSITIVE = "COVID"
-NEGATIVE = "NORMAL"
 METRICS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy")
 PREVALENCES = (0.01, 0.05, 0.2, 0.5)
 BASELINE = "majority baseline"

@@ -11,7 +11,7 @@ The hybrid in three steps, each cheap to repeat:
 2. :func:`train_xgboost` / :func:`train_logistic`: fit on the train split,
    choose (early stopping, ``C``) on the validation split only.
 3. :func:`save_hybrid` writes the course's artifacts through
-   :func:`helpers.train.save_run`, plus the classifier in a portable format
+   :func:`helpers.models.train.save_run`, plus the classifier in a portable format
    (``model.ubj`` for XGBoost, ``model.json`` for logistic regression, never
    pickle) and ``features.json``; :func:`load_hybrid` reloads both halves.
 """
@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +36,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.pipeline import make_pipeline as sk_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from helpers.constants import SYNTHETIC_MARK
+from helpers.files import atomic_write
 from helpers.images import READER_VERSION, ImageSet
 from helpers.models import Preprocess, backbone_spec, with_weights_fallback
-from helpers.paths import cache_dir, run_dir
-from helpers.pipeline import make_pipeline
-from helpers.plots import SYNTHETIC_MARK
-from helpers.train import predictions_frame, save_run
+from helpers.models.pipeline import make_pipeline
+from helpers.models.train import predictions_frame, save_run
+from helpers.paths import cache_file, run_dir
 
 FEATURE_VERSION = 1  # bump whenever the extractor's output changes: old feature caches are then ignored
 POOLINGS = ("avg", "flatten")
@@ -95,8 +93,8 @@ def feature_cache_path(dataset, *, backbone: str, size: int, weights: str | None
                        seed: int = 42) -> Path:
     """The cache file: named from the dataset's name and key, backbone, size, pooling, weights and versions."""
     init = weights or f"random{seed}"
-    stem = f"{dataset.name}-{dataset.key}-{backbone}-{size}px-{pooling}-{init}-f{FEATURE_VERSION}-r{READER_VERSION}"
-    return cache_dir("features") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) + ".npz")
+    return cache_file("features", dataset.name, dataset.key, backbone, f"{size}px", pooling, init,
+                      f"f{FEATURE_VERSION}", f"r{READER_VERSION}")
 
 
 def extract_features(
@@ -192,16 +190,9 @@ def _predict(extractor: keras.Model, images: np.ndarray, *, batch_size: int) -> 
 
 def _write_cache(features: Features) -> None:
     """Write under a temporary name, then rename: a crash never leaves a half file."""
-    path = features.path
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, X=features.X, paths=np.asarray(features.manifest["path"], dtype=str),
-                     spec=json.dumps({**features.spec(), "seconds": features.seconds}))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(features.path) as file:
+        np.savez(file, X=features.X, paths=np.asarray(features.manifest["path"], dtype=str),
+                 spec=json.dumps({**features.spec(), "seconds": features.seconds}))
 
 
 def _read_cache(path: Path, image_set: ImageSet) -> Features | None:

@@ -23,8 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import paths
-from .evaluate import (
+from helpers import paths
+from helpers.constants import DISCLAIMER
+from helpers.evaluation import (
     BASELINE,
     NEGATIVE,
     NOT_RUN_FOLDERS,
@@ -37,9 +38,8 @@ from .evaluate import (
     read_json,
     read_runs,
 )
-from .plots import plot_confusion_matrices, plot_roc_pr
+from helpers.plots import plot_confusion_matrices, plot_roc_pr
 
-DISCLAIMER = "Teaching material, not a diagnostic device."
 FILES = "report_files"
 NO_PRETRAINING = {"scratch"}  # trained from scratch by design; None or "random" means lost ImageNet weights
 EXTERNAL_KEYS = ("model", "trained_on", "evaluated_on", "auc", "sensitivity", "specificity", "n")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import paths
+from helpers.files import write_text
 
 PROFILES = {
     "full": {"common": {"SMOKE": False}},
@@ -99,8 +100,8 @@ def online(host: tuple[str, int], timeout: float = 3.0) -> bool:
 
 def resolve_dataset(name: str, *, strict: bool) -> tuple[str, str]:
     """The dataset to run on and why: a real one that cannot be reached becomes its synthetic stand-in."""
-    from helpers.datasets import SYNTHETIC_FOR
-    from helpers.sources import get_source
+    from helpers.data.dataset import SYNTHETIC_FOR
+    from helpers.data.sources import get_source
 
     source = get_source(name)
     if source.synthetic:
@@ -146,11 +147,7 @@ def read_state() -> dict:
 
 
 def write_state(state: dict) -> None:
-    path = state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    tmp.replace(path)
+    write_text(state_file(), json.dumps(state, indent=1))
 
 
 def default_jobs(profile: str) -> int:
@@ -265,7 +262,7 @@ def run_all(
         raise errors[0]
     _finish(rows, time.perf_counter() - started)
     if report:
-        from helpers.report import build_report
+        from helpers.app.report import build_report
 
         md, html = build_report()
         print(f"report: {html} (and {md.name})")

@@ -31,9 +31,11 @@ import numpy as np
 import pandas as pd
 
 from helpers import explain, paths
-from helpers.datasets import Dataset, course_dataset
-from helpers.download import DownloadError
-from helpers.evaluate import (
+from helpers.constants import MARKER_SUFFIX
+from helpers.data.dataset import Dataset, course_dataset
+from helpers.data.download import DownloadError
+from helpers.data.sources import SourceUnavailable
+from helpers.evaluation import (
     Run,
     binary_metrics,
     bootstrap_ci,
@@ -45,17 +47,15 @@ from helpers.evaluate import (
 )
 from helpers.images import ImageSet, load_images
 from helpers.models import BACKBONES, input_size
-from helpers.pipeline import split_arrays
-from helpers.sources import SourceUnavailable
-from helpers.train import predict, train_quick_cnn
+from helpers.models.pipeline import split_arrays
+from helpers.models.train import predict, train_quick_cnn
 
-# The synthetic tag sits at x 62-96 %, y 4-12 % of the image (helpers.synthetic._add_marker). The box
+# The synthetic tag sits at x 62-96 %, y 4-12 % of the image (helpers.data.synthetic._add_marker). The box
 # adds a margin: resizing blurs the tag's edges, and on small images its text runs past the tag.
 MARKER_BOX = (0.60, 0.02, 1.00, 0.15)  # x0, y0, x1, y1 as fractions of the width and height
 # Where Grad-CAM's heat counts as "on the tag": the tag's corner widened, because the last convolution's
 # grid is coarse (8 x 8 cells at 64 px) and the heat of a tag spreads into the cells below it.
 ATTENTION_BOX = (0.50, 0.00, 1.00, 0.35)
-MARKER_SUFFIX = "-marker"
 # The lesson's dataset: the tag on 95 % of COVID and 5 % of NORMAL images, opacities at a fifth of their
 # usual strength (a subtle disease, a loud tag), so that a quick CNN learns the tag rather than the disease.
 # With the tag masked its test AUC falls from about 0.95-1.0 to 0.45-0.7 (tests/test_shortcut.py).

@@ -1,0 +1,21 @@
+"""Datasets: the registry of sources, downloads, the manifest, the patient-level split.
+
+Imports without TensorFlow.
+"""
+
+from helpers.data.dataset import (
+    SYNTHETIC_BANNER,
+    Dataset,
+    course_dataset,
+    describe,
+    load_dataset,
+    near_duplicates,
+    patient_split,
+)
+from helpers.data.download import DownloadError
+from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, get_source
+
+__all__ = [
+    "MANIFEST_COLUMNS", "SYNTHETIC_BANNER", "Dataset", "DownloadError", "SourceUnavailable", "course_dataset",
+    "describe", "get_source", "load_dataset", "near_duplicates", "patient_split",
+]
