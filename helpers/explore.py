@@ -33,10 +33,11 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict, tra
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from helpers.constants import LABELS, SPLITS, SYNTHETIC_MARK
+from helpers.constants import LABELS, SPLITS
 from helpers.data.dataset import Dataset, load_dataset, near_duplicates, patient_split
 from helpers.data.sources import SourceUnavailable
 from helpers.images import read_image, resize
+from helpers.plots import synthetic_title
 
 LABEL_COLORS = {"COVID": "tab:red", "NORMAL": "tab:blue"}
 NOT_RECORDED = "(not recorded)"
@@ -49,12 +50,7 @@ FEATURES = {
 
 
 def _title(fig, text: str, dataset: Dataset) -> None:
-    """The figure title with the dataset's name, marked loudly when the data are synthetic."""
-    text = f"{dataset.name}: {text}"
-    if dataset.synthetic:
-        fig.suptitle(f"{SYNTHETIC_MARK} (not real patients)\n{text}", color="firebrick", fontweight="bold")
-    else:
-        fig.suptitle(text)
+    synthetic_title(fig, f"{dataset.name}: {text}", synthetic=dataset.synthetic)
 
 
 def _hue(column: str, values: pd.Series) -> dict:

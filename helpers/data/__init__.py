@@ -11,11 +11,12 @@ from helpers.data.dataset import (
     load_dataset,
     near_duplicates,
     patient_split,
+    test_fingerprint,
 )
 from helpers.data.download import DownloadError
 from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, get_source
 
 __all__ = [
     "MANIFEST_COLUMNS", "SYNTHETIC_BANNER", "Dataset", "DownloadError", "SourceUnavailable", "course_dataset",
-    "describe", "get_source", "load_dataset", "near_duplicates", "patient_split",
+    "describe", "get_source", "load_dataset", "near_duplicates", "patient_split", "test_fingerprint",
 ]

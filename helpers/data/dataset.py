@@ -55,6 +55,11 @@ class Dataset:
             digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
         return digest.hexdigest()[:16]
 
+    @property
+    def test_fingerprint(self) -> str:
+        """A hash of the test split's images and patients: runs scored on the same test set share it."""
+        return test_fingerprint(self.manifest)
+
     def split(self, name: str) -> pd.DataFrame:
         return self.manifest[self.manifest["split"] == name]
 
@@ -78,6 +83,7 @@ class Dataset:
             "splits": {s: {lab: int(counts.get((s, lab), 0)) for lab in ("COVID", "NORMAL")} for s in SPLITS},
             "sources": self.manifest["source"].value_counts().to_dict(),
             "notes": self.notes,
+            "test_fingerprint": self.test_fingerprint,
         }
 
     def save(self) -> Path:
@@ -87,6 +93,13 @@ class Dataset:
         self.manifest.to_csv(folder / "manifest.csv", index=False)
         (folder / "dataset.json").write_text(json.dumps(self.info(), indent=2, default=str))
         return folder
+
+
+def test_fingerprint(manifest: pd.DataFrame) -> str:
+    """16 hex digits of SHA-256 over the sorted ``path,patient_id`` pairs of the test rows."""
+    test = manifest[manifest["split"] == "test"]
+    pairs = sorted(f"{path},{patient}" for path, patient in zip(test["path"], test["patient_id"].astype(str)))
+    return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
 
 
 def load_dataset(

@@ -32,9 +32,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from helpers.constants import SYNTHETIC_MARK
 from helpers.images import resize, to_rgb
 from helpers.models import gradcam_layer, input_size
+from helpers.plots import synthetic_title
 
 __all__ = ["gradcam", "overlay", "plot_gradcam_grid"]
 
@@ -144,14 +144,7 @@ def plot_gradcam_grid(
             shown = images[i] if heatmaps[i] is None else overlay(images[i], heatmaps[i], alpha=alpha)
             ax.imshow(shown, cmap="gray", vmin=0, vmax=255)
             ax.set_title(titles[i] if titles is not None else "", fontsize=9)
-    _figure_title(fig, title, synthetic=synthetic)
+    synthetic_title(fig, title, synthetic=synthetic)
     fig.tight_layout()
     return fig
 
-
-def _figure_title(fig, title: str | None, *, synthetic: bool) -> None:
-    if synthetic:
-        fig.suptitle(f"{SYNTHETIC_MARK} (not real patients)" + (f": {title}" if title else ""),
-                     color="firebrick", fontweight="bold")
-    elif title:
-        fig.suptitle(title)

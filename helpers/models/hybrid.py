@@ -36,13 +36,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.pipeline import make_pipeline as sk_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from helpers.constants import SYNTHETIC_MARK
 from helpers.files import atomic_write
 from helpers.images import READER_VERSION, ImageSet
 from helpers.models import Preprocess, backbone_spec, with_weights_fallback
 from helpers.models.pipeline import make_pipeline
 from helpers.models.train import predictions_frame, save_run
 from helpers.paths import cache_file, run_dir
+from helpers.plots import synthetic_title
 
 FEATURE_VERSION = 1  # bump whenever the extractor's output changes: old feature caches are then ignored
 POOLINGS = ("avg", "flatten")
@@ -393,12 +393,6 @@ def results_table(metrics: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def _title(ax, text: str, *, synthetic: bool) -> None:
-    if synthetic:
-        ax.set_title(f"{SYNTHETIC_MARK}: {text}", color="firebrick", fontweight="bold")
-    else:
-        ax.set_title(text)
-
 
 def feature_name(index: int, shape: tuple[int, ...]) -> str:
     """``"ch 123"`` for a pooled feature, ``"ch 123 @ (row 5, col 2)"`` for a flattened one."""
@@ -426,7 +420,7 @@ def plot_feature_importance(model, features: Features, *, top_k: int = 15, synth
     ax.barh([feature_name(i, features.shape) for i in order][::-1], share[::-1], color="tab:blue")
     ax.set_xlabel("share of total gain")
     used = int(np.sum(gain > 0))
-    _title(ax, f"{features.backbone} {features.pooling} features: top {top_k} of {used} used "
+    synthetic_title(ax, f"{features.backbone} {features.pooling} features: top {top_k} of {used} used "
                f"({features.n_features} available)", synthetic=synthetic)
     fig.tight_layout()
     return fig
@@ -445,7 +439,7 @@ def plot_importance_map(model, features: Features, *, image: np.ndarray | None =
                       extent=extent)
     fig.colorbar(shown, ax=ax, fraction=0.046, label="share of total gain")
     ax.set_axis_off()
-    _title(ax, f"where the trees look ({features.shape[0]} x {features.shape[1]} grid)", synthetic=synthetic)
+    synthetic_title(ax, f"where the trees look ({features.shape[0]} x {features.shape[1]} grid)", synthetic=synthetic)
     fig.tight_layout()
     return fig
 
@@ -460,7 +454,7 @@ def plot_boosting(models: dict, *, synthetic: bool = False):
     ax.set(xlabel="boosting round (trees)", ylabel="validation AUC")
     ax.grid(alpha=0.3)
     ax.legend()
-    _title(ax, "early stopping on the validation split (dotted: round kept)", synthetic=synthetic)
+    synthetic_title(ax, "early stopping on the validation split (dotted: round kept)", synthetic=synthetic)
     fig.tight_layout()
     return fig
 
@@ -474,6 +468,6 @@ def plot_time_breakdown(table: pd.DataFrame, *, synthetic: bool = False):
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     ax.legend(loc="lower right")
-    _title(ax, "where the time goes", synthetic=synthetic)
+    synthetic_title(ax, "where the time goes", synthetic=synthetic)
     fig.tight_layout()
     return fig

@@ -26,12 +26,17 @@ from helpers.evaluation import Run, binary_metrics, calibration, to_binary
 # =========================================================================================
 
 
-def _suptitle(fig, title: str, *, synthetic: bool) -> None:
-    """The figure title, marked loudly when the data are synthetic."""
+def synthetic_title(target, title: str | None, *, synthetic: bool) -> None:
+    """Title a figure (``suptitle``) or an axes (``set_title``), marked loudly when the data are synthetic.
+
+    The one place that writes the synthetic mark into figures: every figure of the course calls it.
+    """
+    setter = target.suptitle if hasattr(target, "suptitle") else target.set_title
     if synthetic:
-        fig.suptitle(f"{SYNTHETIC_MARK} (not real patients): {title}", color="firebrick", fontweight="bold")
-    else:
-        fig.suptitle(title)
+        setter(f"{SYNTHETIC_MARK} (not real patients)" + (f": {title}" if title else ""),
+               color="firebrick", fontweight="bold")
+    elif title:
+        setter(title)
 
 
 def _labelled(runs: list[Run], split: str) -> list[tuple[str, Run, np.ndarray, np.ndarray]]:
@@ -102,7 +107,7 @@ def plot_roc_pr(runs: list[Run], split: str = "test", *, vertical: bool = False)
     for ax in (roc_ax, pr_ax):
         ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize="small")
         ax.grid(alpha=0.3)
-    _suptitle(fig, _where(curves, split), synthetic=any(item[1].synthetic for item in curves))
+    synthetic_title(fig, _where(curves, split), synthetic=any(item[1].synthetic for item in curves))
     fig.tight_layout()
     return fig
 
@@ -127,7 +132,7 @@ def plot_confusion_matrices(runs: list[Run], split: str = "test", *, ncols: int 
         ax.set(xlabel="predicted", ylabel="true", title=f"{label}\nthreshold {run.threshold:.2f}")
     for ax in axes.flat[len(items) :]:
         ax.set_visible(False)
-    _suptitle(
+    synthetic_title(
         fig, f"confusion matrices: {_where(items, split)}", synthetic=any(i[1].synthetic for i in items)
     )
     fig.tight_layout()
@@ -156,7 +161,7 @@ def plot_calibration(runs: list[Run], split: str = "test", *, n_bins: int = 10):
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
     hist_ax.set(xlabel=f"predicted probability of {POSITIVE}", ylabel="images")
-    _suptitle(fig, f"calibration: {_where(items, split)}", synthetic=any(item[1].synthetic for item in items))
+    synthetic_title(fig, f"calibration: {_where(items, split)}", synthetic=any(item[1].synthetic for item in items))
     fig.tight_layout()
     return fig
 
@@ -196,7 +201,7 @@ def plot_threshold_tradeoff(run: Run, *, splits=("val", "test"), figsize=(8, 4.5
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small", ncol=3)
     ax.grid(alpha=0.3)
-    _suptitle(fig, f"{run.dataset}/{run.model}: sensitivity-specificity trade-off", synthetic=run.synthetic)
+    synthetic_title(fig, f"{run.dataset}/{run.model}: sensitivity-specificity trade-off", synthetic=run.synthetic)
     fig.tight_layout()
     return fig
 
@@ -216,7 +221,7 @@ def plot_history(history: dict, *, title: str = "training", synthetic: bool = Fa
         ax.set(xlabel="epoch", ylabel=metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    _suptitle(fig, title, synthetic=synthetic)
+    synthetic_title(fig, title, synthetic=synthetic)
     fig.tight_layout()
     return fig
 
@@ -231,6 +236,6 @@ def plot_images(images, titles, *, ncols: int = 6, title: str = "", synthetic: b
     for ax, image, text in zip(axes.ravel(), images, titles):
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         ax.set_title(text, fontsize=8)
-    _suptitle(fig, title, synthetic=synthetic)
+    synthetic_title(fig, title, synthetic=synthetic)
     fig.tight_layout()
     return fig
