@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from helpers import paths
 from helpers.constants import SPLITS
 from helpers.data.download import DownloadError
-from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, get_source
+from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
 
 SYNTHETIC_FOR = {"xray": "synthetic", "ct": "synthetic-ct"}
 SYNTHETIC_BANNER = (
@@ -114,6 +114,9 @@ def load_dataset(
     ``options`` go to the source's ``prepare`` (``synthetic_options`` to the
     synthetic fallback); ``max_per_class`` caps images per class by whole patients.
     """
+    name, tagged = base_name(name)
+    if tagged:
+        options["marker"] = True
     source = get_source(name)
     try:
         prepared = source.prepare(paths.data_dir(), **options)
@@ -149,7 +152,7 @@ def load_dataset(
     )
     columns = MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_COLUMNS]
     dataset = Dataset(
-        name=f"{name}-marker" if options.get("marker") else name, root=Path(prepared.root), manifest=rows[columns].reset_index(drop=True),
+        name=marker_variant(name) if options.get("marker") else name, root=Path(prepared.root), manifest=rows[columns].reset_index(drop=True),
         modality=source.modality, synthetic=source.synthetic, notes=notes, requested=name,
     )
     dataset.save()
@@ -271,7 +274,8 @@ def course_dataset(
     SMOKE mode and larger otherwise; ``marker=True`` adds the source marker of
     the shortcut lesson.
     """
-    synthetic = {**SYNTHETIC_SIZES[bool(smoke)], "marker": marker}
+    name, tagged = base_name(name)
+    synthetic = {**SYNTHETIC_SIZES[bool(smoke)], "marker": marker or tagged}
     if get_source(name).synthetic:
         options = {**synthetic, **options}
     return load_dataset(name, strict=strict, max_per_class=max_per_class, synthetic_options=synthetic, **options)
