@@ -8,7 +8,15 @@ import pytest
 from http_server import FaultyServer
 
 from helpers.data import synthetic
-from helpers.data.dataset import SYNTHETIC_BANNER, cap_per_class, course_dataset, describe, load_dataset, patient_split
+from helpers.data.dataset import (
+    SYNTHETIC_BANNER,
+    cap_per_class,
+    course_dataset,
+    dataset_info,
+    describe,
+    load_dataset,
+    patient_split,
+)
 from helpers.data.sources import IEEE8023_COMMIT, SourceUnavailable
 
 IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
@@ -125,3 +133,38 @@ def test_ct_falls_back_to_synthetic_ct(course_dirs):
                            synthetic_options={"n_patients": 10, "size": 64}, verbose=False)
     assert dataset.name == "synthetic-ct" and dataset.modality == "ct"
     assert (dataset.manifest["modality"] == "ct").all()
+
+
+TINY = {"n_patients": 30, "size": 32, "verbose": False}
+
+
+def test_each_cap_saves_its_own_manifest_and_dataset_json(course_dirs):
+    whole = load_dataset("synthetic", **TINY)
+    capped = load_dataset("synthetic", max_per_class=20, **TINY)
+    folder = course_dirs[1] / "synthetic"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "dataset-cap20.json", "dataset.json", "manifest-cap20.csv", "manifest.csv"]
+    assert dataset_info("synthetic")["test_fingerprint"] == whole.test_fingerprint
+    assert dataset_info("synthetic", 20)["test_fingerprint"] == capped.test_fingerprint != whole.test_fingerprint
+    assert dataset_info("synthetic", 20)["max_per_class"] == 20
+    assert len(pd.read_csv(folder / "manifest-cap20.csv")) == len(capped.manifest) < len(whole.manifest)
+    assert dataset_info("synthetic", 99) is None
+
+
+def test_another_content_never_overwrites_an_earlier_dataset_json(course_dirs, capsys):
+    first = load_dataset("synthetic", **TINY)
+    second = load_dataset("synthetic", **{**TINY, "n_patients": 24})
+    assert first.key != second.key
+    assert dataset_info("synthetic")["key"] == second.key
+    kept = course_dirs[1] / "synthetic" / f"dataset.{first.key}.json"
+    assert kept.is_file() and (course_dirs[1] / "synthetic" / f"manifest.{first.key}.csv").is_file()
+    assert dataset_info("synthetic", fingerprint=first.test_fingerprint)["key"] == first.key
+    assert "it was kept as" in capsys.readouterr().out
+    load_dataset("synthetic", **{**TINY, "n_patients": 24})  # the same content again: saved in place
+    assert {p.name for p in kept.parent.glob("dataset*.json")} == {"dataset.json", kept.name}
+
+
+def test_a_marker_name_loads_the_tagged_variant(course_dirs):
+    dataset = load_dataset("synthetic-marker", **TINY)
+    assert dataset.name == "synthetic-marker" and dataset.manifest["marker"].any()
+    assert (course_dirs[1] / "synthetic-marker" / "dataset.json").is_file()

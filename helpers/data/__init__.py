@@ -7,6 +7,7 @@ from helpers.data.dataset import (
     SYNTHETIC_BANNER,
     Dataset,
     course_dataset,
+    dataset_info,
     describe,
     load_dataset,
     near_duplicates,
@@ -18,6 +19,6 @@ from helpers.data.registry import MANIFEST_COLUMNS, SourceUnavailable, base_name
 
 __all__ = [
     "MANIFEST_COLUMNS", "SYNTHETIC_BANNER", "Dataset", "DownloadError", "SourceUnavailable", "base_name",
-    "course_dataset", "describe", "get_source", "load_dataset", "marker_variant", "near_duplicates", "patient_split",
-    "test_fingerprint",
+    "course_dataset", "dataset_info", "describe", "get_source", "load_dataset", "marker_variant", "near_duplicates",
+    "patient_split", "test_fingerprint",
 ]

@@ -26,6 +26,7 @@ from helpers import paths
 from helpers.constants import SPLITS
 from helpers.data.download import DownloadError
 from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
+from helpers.files import atomic_write, write_text
 
 SYNTHETIC_FOR = {"xray": "synthetic", "ct": "synthetic-ct"}
 SYNTHETIC_BANNER = (
@@ -45,6 +46,7 @@ class Dataset:
     synthetic: bool
     notes: list[str] = field(default_factory=list)
     requested: str = ""
+    max_per_class: int | None = None  # the cap it was loaded with (part of its saved files' names)
 
     @property
     def key(self) -> str:
@@ -71,11 +73,13 @@ class Dataset:
         return table.reindex(pd.MultiIndex.from_product([SPLITS, ["COVID", "NORMAL"]]), fill_value=0)
 
     def info(self) -> dict:
-        """What ``outputs/<dataset>/dataset.json`` records (the report reads it)."""
+        """What ``dataset.json`` records (the report reads it through :func:`dataset_info`)."""
         counts = self.manifest.groupby(["split", "label"]).size()
         return {
             "name": self.name,
             "requested": self.requested,
+            "max_per_class": self.max_per_class,
+            "key": self.key,
             "synthetic": self.synthetic,
             "modality": self.modality,
             "n_images": len(self.manifest),
@@ -87,12 +91,56 @@ class Dataset:
         }
 
     def save(self) -> Path:
-        """Write ``manifest.csv`` and ``dataset.json`` to ``outputs/<name>/``."""
-        folder = paths.output_dir() / self.name
-        folder.mkdir(parents=True, exist_ok=True)
-        self.manifest.to_csv(folder / "manifest.csv", index=False)
-        (folder / "dataset.json").write_text(json.dumps(self.info(), indent=2, default=str))
-        return folder
+        """Write the manifest and ``dataset.json`` to ``outputs/<name>/`` under this cap's names.
+
+        No cap: ``manifest.csv`` and ``dataset.json``; ``max_per_class=250``: ``manifest-cap250.csv``
+        and ``dataset-cap250.json``. Files of other content (another key) under those names are
+        kept, renamed ``dataset.<their key>.json`` and the like, never overwritten.
+        """
+        info = self.info()
+        json_file, csv_file = saved_files(self.name, self.max_per_class)
+        earlier = _read_info(json_file)
+        if earlier is not None and earlier.get("key") != info["key"]:
+            tag = earlier.get("key") or earlier.get("test_fingerprint") or "earlier"
+            for file in (json_file, csv_file):
+                if file.exists():
+                    file.replace(file.with_suffix(f".{tag}{file.suffix}"))
+            print(f"note: {json_file} held another content of {self.name!r} (key {tag}); it was kept as "
+                  f"{json_file.with_suffix(f'.{tag}.json').name}")
+        with atomic_write(csv_file, "w", newline="") as file:
+            self.manifest.to_csv(file, index=False)
+        write_text(json_file, json.dumps(info, indent=2, default=str))
+        return json_file.parent
+
+
+def saved_files(name: str, cap: int | None = None) -> tuple[Path, Path]:
+    """``(dataset.json, manifest.csv)`` of dataset ``name`` loaded with ``max_per_class=cap``, under outputs/."""
+    suffix = f"-cap{cap}" if cap else ""
+    folder = paths.output_dir() / name
+    return folder / f"dataset{suffix}.json", folder / f"manifest{suffix}.csv"
+
+
+def dataset_info(name: str, cap: int | None = None, *, fingerprint: str | None = None) -> dict | None:
+    """What :meth:`Dataset.save` recorded for ``name`` loaded with ``max_per_class=cap``, or None.
+
+    With ``fingerprint`` (a run's ``test_fingerprint``), the saved record whose test split has
+    it, whatever its cap (earlier records kept beside included).
+    """
+    if fingerprint is None:
+        return _read_info(saved_files(name, cap)[0])
+    for file in sorted(saved_files(name)[0].parent.glob("dataset*.json")):
+        info = _read_info(file)
+        if info is not None and info.get("test_fingerprint") == fingerprint:
+            return info
+    return None
+
+
+def _read_info(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def test_fingerprint(manifest: pd.DataFrame) -> str:
@@ -154,6 +202,7 @@ def load_dataset(
     dataset = Dataset(
         name=marker_variant(name) if options.get("marker") else name, root=Path(prepared.root), manifest=rows[columns].reset_index(drop=True),
         modality=source.modality, synthetic=source.synthetic, notes=notes, requested=name,
+        max_per_class=max_per_class or None,
     )
     dataset.save()
     if verbose:
