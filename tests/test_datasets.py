@@ -17,6 +17,7 @@ from helpers.data.dataset import (
     load_dataset,
     patient_split,
 )
+from helpers.data.registry import mixed_sources_note
 from helpers.data.sources import IEEE8023_COMMIT, SourceUnavailable
 
 IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
@@ -168,3 +169,11 @@ def test_a_marker_name_loads_the_tagged_variant(course_dirs):
     dataset = load_dataset("synthetic-marker", **TINY)
     assert dataset.name == "synthetic-marker" and dataset.manifest["marker"].any()
     assert (course_dirs[1] / "synthetic-marker" / "dataset.json").is_file()
+
+
+def test_a_note_says_when_a_collection_gives_one_class_only():
+    rows = pd.DataFrame({"label": ["COVID", "COVID", "NORMAL", "NORMAL"], "source": ["sirm", "bimcv", "rsna", "bimcv"]})
+    (note,) = mixed_sources_note(rows)
+    assert "COVID only: sirm; NORMAL only: rsna" in note and "upper bound" in note
+    assert mixed_sources_note(rows.assign(source=["a", "b", "a", "b"])) == []  # both classes from each source
+    assert mixed_sources_note(rows.assign(source="ieee8023")) == []

@@ -456,8 +456,6 @@ def test_covid19_radiography_sources_come_from_the_metadata_sheets(radiography, 
     assert rows.loc["COVID-19_Radiography_Dataset/COVID/images/COVID-1.png", "mask"] == (
         "COVID-19_Radiography_Dataset/COVID/masks/COVID-1.png"
     )
-    notes = prepare_covid19_radiography(tmp_path, path=radiography).notes
-    assert any("classes come from different collections" in note and "upper bound" in note for note in notes)
 
 
 def test_covid19_radiography_can_include_pediatric_normals(radiography, tmp_path):

@@ -25,6 +25,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from helpers import paths
 from helpers.constants import SPLITS
 from helpers.data.download import DownloadError
+from helpers.data.registry import mixed_sources_note
 from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
 from helpers.files import atomic_write, write_text
 
@@ -191,6 +192,7 @@ def load_dataset(
     if max_per_class:
         rows = cap_per_class(rows, max_per_class, seed=seed)
         notes.append(f"capped at {max_per_class} images per class (whole patients, seed {seed})")
+    notes += mixed_sources_note(rows)
     groups = rows["patient_id"]
     if dedup and not source.synthetic:
         groups, note = _merge_near_duplicates(prepared.root, rows)

@@ -138,17 +138,16 @@ def mixed_patient_note(source: str, rows: pd.DataFrame) -> list[str]:
     ]
 
 
-def mixed_sources_note(source: str, rows: pd.DataFrame) -> list[str]:
-    """A note when the classes come from different collections: internal scores are then an upper bound."""
-    by_label = {label: set(part["source"]) for label, part in rows.groupby("label")}
-    if len(by_label) < 2 or len(set().union(*by_label.values())) < 2:
+def mixed_sources_note(rows: pd.DataFrame) -> list[str]:
+    """A note when some collection gives images of one class only: internal scores are then an upper bound."""
+    labels = rows.groupby("source")["label"].agg(lambda values: tuple(sorted(set(values))))
+    if rows["source"].nunique() < 2 or rows["label"].nunique() < 2 or (labels.str.len() > 1).all():
         return []
-    only = {label: sorted(names - set().union(*(v for k, v in by_label.items() if k != label)))
-            for label, names in by_label.items()}
-    listed = "; ".join(f"{label} only from {', '.join(names)}" for label, names in only.items() if names)
+    only = "; ".join(f"{label} only: {', '.join(sorted(part.index))}"
+                     for label, part in labels[labels.str.len() == 1].groupby(lambda source: labels[source][0]))
     return [
-        f"{source}: the classes come from different collections ({listed}): a model can tell the collection "
-        "instead of the disease, so internal test scores are an upper bound (see notebook 01)"
+        f"the classes come from different collections ({only}): a model can tell the collection instead of "
+        "the disease, so internal test scores are an upper bound (notebook 01 measures it)"
     ]
 
 

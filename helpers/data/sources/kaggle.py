@@ -28,7 +28,6 @@ from helpers.data.registry import (
     image_files,
     image_key,
     manifest,
-    mixed_sources_note,
     n_images,
     register,
 )
@@ -232,7 +231,7 @@ def prepare_covid19_radiography(
         f"{source}: patient ids are not published: one id per image, so one patient's images may fall "
         "into different splits"
     )
-    return Prepared(root, rows.reset_index(drop=True), notes + mixed_sources_note(source, rows))
+    return Prepared(root, rows.reset_index(drop=True), notes)
 
 
 def _mask(image: Path, root: Path) -> str:
