@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from http_server import FaultyServer
+from PIL import Image
 
 from helpers.data import synthetic
 from helpers.data.dataset import (
@@ -150,6 +151,8 @@ def test_each_cap_saves_its_own_manifest_and_dataset_json(course_dirs):
     assert dataset_info("synthetic", 20)["max_per_class"] == 20
     assert len(pd.read_csv(folder / "manifest-cap20.csv")) == len(capped.manifest) < len(whole.manifest)
     assert dataset_info("synthetic", 99) is None
+    assert dataset_info("synthetic", 20, root=course_dirs[1]) == dataset_info("synthetic", 20)
+    assert dataset_info("synthetic", root=course_dirs[0]) is None
 
 
 def test_another_content_never_overwrites_an_earlier_dataset_json(course_dirs, capsys):
@@ -177,3 +180,19 @@ def test_a_note_says_when_a_collection_gives_one_class_only():
     assert "COVID only: sirm; NORMAL only: rsna" in note and "upper bound" in note
     assert mixed_sources_note(rows.assign(source=["a", "b", "a", "b"])) == []  # both classes from each source
     assert mixed_sources_note(rows.assign(source="ieee8023")) == []
+
+
+@pytest.mark.parametrize("modality", ["xray", "ct"])
+def test_synthetic_lung_masks_cover_the_dark_lung_fields(modality):
+    for seed in range(5):
+        image, mask = synthetic.make_image_and_mask(modality=modality, covid=seed % 2 == 1, size=96, seed=seed)
+        inside = mask == 255
+        assert set(np.unique(mask)) == {0, 255} and 0.1 < inside.mean() < 0.5
+        assert image[inside].mean() + 20 < image[~inside & (image > 40)].mean()  # lungs darker than the body
+
+
+def test_synthetic_rows_name_a_mask_per_image(course_dirs):
+    dataset = load_dataset("synthetic", **TINY)
+    for image, mask in zip(dataset.manifest["path"][:5], dataset.manifest["mask"][:5]):
+        assert mask == image.replace("images/", "masks/")
+        assert Image.open(dataset.root / mask).size == Image.open(dataset.root / image).size

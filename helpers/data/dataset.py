@@ -114,22 +114,27 @@ class Dataset:
         return json_file.parent
 
 
-def saved_files(name: str, cap: int | None = None) -> tuple[Path, Path]:
-    """``(dataset.json, manifest.csv)`` of dataset ``name`` loaded with ``max_per_class=cap``, under outputs/."""
+def saved_files(name: str, cap: int | None = None, *, root: Path | None = None) -> tuple[Path, Path]:
+    """``(dataset.json, manifest.csv)`` of dataset ``name`` loaded with ``max_per_class=cap``, under ``root``.
+
+    ``root`` defaults to the course's output folder.
+    """
     suffix = f"-cap{cap}" if cap else ""
-    folder = paths.output_dir() / name
+    folder = Path(root or paths.output_dir()) / name
     return folder / f"dataset{suffix}.json", folder / f"manifest{suffix}.csv"
 
 
-def dataset_info(name: str, cap: int | None = None, *, fingerprint: str | None = None) -> dict | None:
+def dataset_info(
+    name: str, cap: int | None = None, *, fingerprint: str | None = None, root: Path | None = None,
+) -> dict | None:
     """What :meth:`Dataset.save` recorded for ``name`` loaded with ``max_per_class=cap``, or None.
 
     With ``fingerprint`` (a run's ``test_fingerprint``), the saved record whose test split has
-    it, whatever its cap (earlier records kept beside included).
+    it, whatever its cap (earlier records kept beside included). ``root``: another output folder.
     """
     if fingerprint is None:
-        return _read_info(saved_files(name, cap)[0])
-    for file in sorted(saved_files(name)[0].parent.glob("dataset*.json")):
+        return _read_info(saved_files(name, cap, root=root)[0])
+    for file in sorted(saved_files(name, root=root)[0].parent.glob("dataset*.json")):
         info = _read_info(file)
         if info is not None and info.get("test_fingerprint") == fingerprint:
             return info
