@@ -600,6 +600,10 @@ def test_an_old_kagglehub_says_upgrade(tmp_path, monkeypatch):
     message = str(error.value)
     assert "kagglehub 0.3.13 is too old" in message and "upgrade kagglehub" in message
     assert "kagglehub>=0.4.3" in message and "check your connection" not in message
+    old.__version__ = "1.0.2"  # a TypeError from a recent kagglehub is its own failure, not its age
+    with pytest.raises(SourceUnavailable, match="kagglehub 1.0.2 failed") as error:
+        prepare_covid19_radiography(tmp_path)
+    assert "too old" not in str(error.value)
 
 
 def test_a_read_only_kaggle_mount_is_read_in_place_and_left_untouched(radiography, tmp_path, monkeypatch):

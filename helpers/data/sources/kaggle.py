@@ -98,8 +98,10 @@ def _download(kagglehub, source: str, handle: str, output: Path, manual: str) ->
         except FileExistsError:  # an interrupted download: kagglehub wants force_download=True
             print(f"{source}: {output} holds an unfinished download; kagglehub replaces it (force_download=True).")
             return Path(kagglehub.dataset_download(handle, output_dir=str(output), force_download=True))
-    except TypeError as error:  # kagglehub before 0.4.3 has no output_dir
+    except TypeError as error:
         installed = getattr(kagglehub, "__version__", "unknown")
+        if not _older_than_floor(installed):
+            raise SourceUnavailable(f"{source}: kagglehub {installed} failed ({error}). Remedy: {manual}.") from error
         raise SourceUnavailable(
             f"{source}: kagglehub {installed} is too old ({error}). Remedy: upgrade kagglehub: "
             f"pip install -U 'kagglehub>={KAGGLEHUB_FLOOR}' (then restart the runtime), or {manual}."
@@ -109,6 +111,12 @@ def _download(kagglehub, source: str, handle: str, output: Path, manual: str) ->
             f"{source}: kagglehub could not download {handle} ({type(error).__name__}: {error}). "
             f"Remedy: check your connection, or {manual}, or use DATASET='synthetic'."
         ) from error
+
+
+def _older_than_floor(version: str) -> bool:
+    """Whether kagglehub ``version`` predates :data:`KAGGLEHUB_FLOOR` (an unknown version counts as older)."""
+    numbers = [int(part) for part in re.findall(r"\d+", version)[:3]]
+    return not numbers or numbers < [int(part) for part in KAGGLEHUB_FLOOR.split(".")]
 
 
 def find_folder(root: Path, names: set[str], *, depth: int = 4) -> Path | None:
