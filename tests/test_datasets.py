@@ -196,3 +196,17 @@ def test_synthetic_rows_name_a_mask_per_image(course_dirs):
     for image, mask in zip(dataset.manifest["path"][:5], dataset.manifest["mask"][:5]):
         assert mask == image.replace("images/", "masks/")
         assert Image.open(dataset.root / mask).size == Image.open(dataset.root / image).size
+
+
+def test_the_cap_is_one_course_wide_setting():
+    """Every notebook defaults to no cap and only a profile's common settings change it: one test set for all."""
+    from pathlib import Path
+
+    from helpers.app.runner import PROFILES
+
+    sources = sorted((Path(__file__).resolve().parents[1] / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+    caps = {path.name: line for path in sources for line in path.read_text().splitlines()
+            if line.startswith("MAX_PER_CLASS =")}
+    assert caps and all(line.startswith("MAX_PER_CLASS = None ") for line in caps.values()), caps
+    for profile in PROFILES.values():
+        assert all("MAX_PER_CLASS" not in settings for name, settings in profile.items() if name != "common")

@@ -207,7 +207,8 @@ def load_dataset(
     )
     columns = MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_COLUMNS]
     dataset = Dataset(
-        name=marker_variant(name) if options.get("marker") else name, root=Path(prepared.root), manifest=rows[columns].reset_index(drop=True),
+        name=marker_variant(name) if options.get("marker") else name, root=Path(prepared.root),
+        manifest=rows[columns].reset_index(drop=True),
         modality=source.modality, synthetic=source.synthetic, notes=notes, requested=name,
         max_per_class=max_per_class or None,
     )

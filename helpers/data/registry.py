@@ -163,7 +163,7 @@ def is_image_name(name: str) -> bool:
 
 
 def image_key(name: str) -> str:
-    """A file name as metadata sheets write it: lowercased, without an image extension (``COVID-1.png`` -> ``covid-1``)."""
+    """A file name as metadata sheets write it: lowercased, no image extension (``COVID-1.png`` -> ``covid-1``)."""
     path = PurePosixPath(str(name).strip().lower())
     return path.stem if path.suffix in IMAGE_SUFFIXES else path.name
 

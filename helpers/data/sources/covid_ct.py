@@ -137,7 +137,7 @@ def _patient_notes(rows: pd.DataFrame, patients: dict[str, str]) -> list[str]:
             f"covid-ct: {n_images(int((~from_sheet).sum()))} of COVID slices not in {COVID_CT_METAINFO} are "
             "grouped by the file-name rule (paper and page)"
         )
-    notes.append("covid-ct: non-COVID slices publish no patient ids: grouped by the file-name rule (see data/covid-ct.md)")
+    notes.append("covid-ct: non-COVID slices have no published patient ids: grouped by the file-name rule")
     return notes
 
 

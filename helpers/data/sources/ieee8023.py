@@ -68,7 +68,8 @@ def select_ieee8023(
     if (~wanted).any():
         others = ", ".join(sorted(set(table.loc[~wanted, "modality"])))
         notes.append(
-            f"ieee8023: {n_images(int((~wanted).sum()))} of other modalities ({others}) not used (modality={modality!r})"
+            f"ieee8023: {n_images(int((~wanted).sum()))} of other modalities ({others}) not used "
+            f"(modality={modality!r})"
         )
     table = table[wanted]
     flat = table["folder"] == "images"

@@ -67,7 +67,8 @@ def kaggle_dataset(source: str, handle: str, *, data_dir: Path, path: Path | str
     if path is not None:
         folder = Path(path).expanduser()
         if not folder.is_dir():
-            raise SourceUnavailable(f"{source}: {folder} is not a folder. Remedy: {manual}, or use DATASET='synthetic'.")
+            raise SourceUnavailable(f"{source}: {folder} is not a folder. Remedy: {manual}, or use "
+                                    "DATASET='synthetic'.")
         return folder, []
     version = handle.rsplit("/", 1)[-1] if "/versions/" in handle else "latest"
     output = Path(data_dir) / source / f"v{version}"
@@ -200,7 +201,8 @@ def prepare_covid19_radiography(
     and ``Normal.metadata.xlsx``; ``mask`` is the lung mask shipped beside the image.
     """
     source = "covid19-radiography"
-    root, base, notes = _open(source, handle, data_dir, path, {"COVID", "Normal"}, "COVID-19_Radiography_Dataset/COVID/images/")
+    layout = "COVID-19_Radiography_Dataset/COVID/images/"
+    root, base, notes = _open(source, handle, data_dir, path, {"COVID", "Normal"}, layout)
     others = {
         folder.name: len(image_files(folder, skip={"masks"}))
         for folder in sorted(base.iterdir())
