@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from http_server import FaultyServer
 from PIL import Image
 
+from helpers.app.runner import PROFILES
 from helpers.data import synthetic
 from helpers.data.dataset import (
     SYNTHETIC_BANNER,
@@ -200,10 +203,6 @@ def test_synthetic_rows_name_a_mask_per_image(course_dirs):
 
 def test_the_cap_is_one_course_wide_setting():
     """Every notebook defaults to no cap and only a profile's common settings change it: one test set for all."""
-    from pathlib import Path
-
-    from helpers.app.runner import PROFILES
-
     sources = sorted((Path(__file__).resolve().parents[1] / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
     caps = {path.name: line for path in sources for line in path.read_text().splitlines()
             if line.startswith("MAX_PER_CLASS =")}
