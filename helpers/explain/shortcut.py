@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import explain, paths
-from helpers.data import SourceUnavailable, base_name, marker_variant
+from helpers.data import SourceUnavailable, base_name, get_source, marker_variant
 from helpers.data.dataset import Dataset, course_dataset
 from helpers.data.download import DownloadError
 from helpers.evaluation import (
@@ -180,8 +180,8 @@ def shortcut_experiment(
 
 def external_dataset_name(dataset: Dataset) -> str:
     """The "second hospital" for models trained on ``dataset`` (see the module docstring)."""
-    if dataset.synthetic:
-        base, tagged = base_name(dataset.name)
+    base, tagged = base_name(dataset.name)
+    if get_source(base).synthetic:
         return base if tagged else marker_variant(base)
     external = EXTERNAL_FOR[dataset.modality]
     return EXTERNAL_ALTERNATIVE.get(external, external) if dataset.name == external else external
@@ -198,7 +198,7 @@ def external_dataset(
     source with ``dataset``.
     """
     name = external_dataset_name(dataset)
-    if dataset.synthetic:
+    if get_source(base_name(name)[0]).synthetic:
         external = course_dataset(name, smoke=smoke, max_per_class=max_per_class, **options)
         if set(external.split("test")["patient_id"]) != set(dataset.split("test")["patient_id"]):
             print(f"External validation skipped: {name!r} was generated with other options than {dataset.name!r} "
