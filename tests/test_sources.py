@@ -348,7 +348,7 @@ def test_covid_ct_patients_come_from_the_metainfo_sheet(covid_ct_repo, tmp_path)
 
 
 def test_covid_ct_sheet_with_a_renamed_column_falls_back_to_the_page_rule(covid_ct_repo, tmp_path):
-    write_metainfo(covid_ct_repo, {"File name": METAINFO["File name"], "PatientID": METAINFO["Patient ID"]})
+    write_metainfo(covid_ct_repo, {"File name": METAINFO["File name"], "Patient": METAINFO["Patient ID"]})
     with FaultyServer(covid_ct_repo, prefix=COVID_CT_PREFIX) as server:
         prepared = prepare_covid_ct(tmp_path, base_url=server.url, **QUIET)
     rows = prepared.rows.set_index("path")
@@ -357,7 +357,7 @@ def test_covid_ct_sheet_with_a_renamed_column_falls_back_to_the_page_rule(covid_
     assert rows.loc["CT_COVID/2020.02.10.20021584-p6-52%0.png", "split"] == "val"
     assert prepared.rows.groupby("patient_id")["split"].nunique().max() == 1
     message = next(note for note in prepared.notes if "has no column" in note)
-    assert "'Patient ID'" in message and "'PatientID'" in message and "file-name rule" in message
+    assert "'Patient ID'" in message and "'Patient'" in message and "file-name rule" in message
 
 
 def test_covid_ct_without_official_split_and_offline_again(covid_ct_repo, tmp_path):

@@ -18,6 +18,7 @@ call with all files present does no network I/O.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -160,6 +161,11 @@ def read_metadata(path: Path) -> pd.DataFrame:
 
 def is_image_name(name: str) -> bool:
     return bool(name) and not name.startswith(".") and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def header_key(name: object) -> str:
+    """A column header as sheets are matched: ``File name``, ``FILE_NAME`` and ``filename`` -> ``FILENAME``."""
+    return re.sub(r"[^A-Z0-9]", "", str(name).upper())
 
 
 def image_key(name: str) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from helpers.constants import SPLITS
 from helpers.data.archive import unzip_images
-from helpers.data.registry import Prepared, Source, image_key, is_image, manifest, n_images, register
+from helpers.data.registry import Prepared, Source, header_key, image_key, is_image, manifest, n_images, register
 from helpers.data.sources.github import GitHubCheckout
 
 COVID_CT_REPO = "UCSD-AI4H/COVID-CT"
@@ -63,16 +63,16 @@ def read_covid_ct_patients(path: Path) -> tuple[dict[str, str], list[str]]:
         return {}, [f"covid-ct: reading {path.name} needs openpyxl (pip install openpyxl); {fallback}"]
     except Exception as error:  # a damaged or unexpected file: openpyxl and zipfile raise many kinds
         return {}, [f"covid-ct: {path.name} could not be read ({type(error).__name__}: {error}); {fallback}"]
-    wanted = {" ".join(column.lower().split()): column for column in METAINFO_COLUMNS}
+    wanted = {header_key(column): column for column in METAINFO_COLUMNS}
     for sheet in sheets.values():
-        found = {" ".join(str(column).lower().split()): column for column in sheet.columns}
+        found = {header_key(column): column for column in sheet.columns}
         if set(wanted) <= set(found):
             table = sheet[[found[key] for key in wanted]].dropna()
             names, patients = (table[found[key]].str.strip() for key in wanted)
             keep = (names != "") & (patients != "")
             return dict(zip(names[keep].map(image_key), "covid-ct:" + patients[keep])), []
     first = next(iter(sheets.values()), pd.DataFrame())
-    headers = {" ".join(str(column).lower().split()) for column in first.columns}
+    headers = {header_key(column) for column in first.columns}
     missing = " or ".join(repr(column) for key, column in wanted.items() if key not in headers)
     listed = ", ".join(map(repr, map(str, first.columns))) or "none"
     return {}, [f"covid-ct: {path.name} has no column {missing} (its columns: {listed}); {fallback}"]

@@ -25,6 +25,7 @@ from helpers.data.registry import (
     Prepared,
     Source,
     SourceUnavailable,
+    header_key,
     image_files,
     image_key,
     manifest,
@@ -160,10 +161,6 @@ def collection(url: str) -> str:
     return host.removeprefix("www.") or "unknown"
 
 
-def _header(name: object) -> str:
-    return re.sub(r"[^A-Z0-9]", "", str(name).upper())  # "File_name", "FILE NAME" -> "FILENAME"
-
-
 def read_sheet(path: Path) -> tuple[dict[str, str], list[str]]:
     """``{file name: URL}`` from a ``<Class>.metadata.xlsx`` sheet (names as :func:`image_key`), and notes.
 
@@ -179,15 +176,15 @@ def read_sheet(path: Path) -> tuple[dict[str, str], list[str]]:
             f"covid19-radiography: reading {path.name} needs the openpyxl package. Remedy: pip install "
             "openpyxl, or pass include_pediatric=True to keep the pediatric normals (a known shortcut)."
         ) from error
-    columns = {_header(column): column for column in table.columns}
-    missing = [column for column in SHEET_COLUMNS if _header(column) not in columns]
+    columns = {header_key(column): column for column in table.columns}
+    missing = [column for column in SHEET_COLUMNS if header_key(column) not in columns]
     if missing:
         listed = ", ".join(map(repr, map(str, table.columns)))
         return {}, [
             f"covid19-radiography: {path.name} has no column {' or '.join(map(repr, missing))} (its columns: "
             f"{listed}); the sources of its images are unknown"
         ]
-    names, urls = (table[columns[_header(column)]].fillna("").str.strip() for column in SHEET_COLUMNS)
+    names, urls = (table[columns[header_key(column)]].fillna("").str.strip() for column in SHEET_COLUMNS)
     return dict(zip(names.map(image_key), urls)), []
 
 
