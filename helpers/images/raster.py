@@ -18,11 +18,13 @@ def decode(file: BinaryIO, name: str, *, kind: str | None, reduce_to: int | None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: image too large ({exc}); downscale it first") from None
     except Exception as exc:  # Pillow raises many types on a damaged header or an unsupported variant
+        unidentified = isinstance(exc, UnidentifiedImageError)  # its text only names the file object
         if kind in ("PNG", "JPEG"):
+            detail = "" if unidentified else f": {exc}"
             raise ImageError(
-                f"{name}: damaged {kind} (the header is broken: {exc}); fetch the file again or re-export it"
+                f"{name}: damaged {kind} (the header is broken{detail}); fetch the file again or re-export it"
             ) from None
-        if isinstance(exc, UnidentifiedImageError):
+        if unidentified:
             raise
         raise ImageError(
             f"{name}: cannot open it ({type(exc).__name__}: {exc}); the file is damaged or uses an encoding "
