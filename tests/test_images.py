@@ -337,6 +337,20 @@ def test_dicom_without_preamble_is_found_by_extension(tmp_path):
     assert read_image(path).tolist() == [[0, 64], [128, 255]]
 
 
+@pytest.mark.parametrize("implicit, little", [(True, True), (False, True), (False, False)])
+def test_raw_dicom_without_file_meta_is_read_with_the_encoding_it_was_written_in(tmp_path, implicit, little):
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.Rows, ds.Columns = DICOM_PIXELS.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = DICOM_PIXELS.astype("<u2" if little else ">u2").tobytes()
+    path = tmp_path / "old.dcm"
+    ds.save_as(path, implicit_vr=implicit, little_endian=little)
+    assert read_image(path).tolist() == [[0, 64], [128, 255]]
+
+
 def test_broken_dicom_is_an_error():
     data = make_dicom(DICOM_PIXELS)
     with pytest.raises(ImageError, match=r"ct\.dcm: cannot decode this DICOM file"):

@@ -25,13 +25,14 @@ def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
         raise ImageError(f"{name}: DICOM files need pydicom 3 or newer; pip install -U pydicom") from None
     try:
         ds = pydicom.dcmread(file, force=True)
+        _assume_transfer_syntax(ds)
         frames = int(ds.get("NumberOfFrames") or 1)
         check_pixels(name, int(ds.Columns), int(ds.Rows) * int(ds.get("SamplesPerPixel") or 1), what="DICOM frame")
         for keyword in SINGLE_VALUED:
             if keyword in ds and ds[keyword].VM > 1:
                 raise ImageError(f"{name}: its {keyword} holds {ds[keyword].VM} values where DICOM allows one "
                                  f"({ds[keyword].value}); the file is damaged, export it again")
-        pixels = pixel_array(ds, index=frames // 2) if frames > 1 else ds.pixel_array
+        pixels = pixel_array(ds, index=frames // 2 if frames > 1 else None)
         gray = _to_gray(ds, pixels, found)
     except ImageError:
         raise
@@ -43,6 +44,19 @@ def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
     if frames > 1:
         found.append(f"DICOM with {frames} frames: only frame {frames // 2 + 1} (the middle one) was read")
     return gray
+
+
+def _assume_transfer_syntax(ds) -> None:
+    """Give a data set without file meta (an old raw ``.dcm``) the uncompressed syntax it was read with."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if not hasattr(ds, "file_meta"):
+        ds.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ds.file_meta.TransferSyntaxUID = syntax
 
 
 def _to_gray(ds, pixels: np.ndarray, found: list[str]) -> np.ndarray:
