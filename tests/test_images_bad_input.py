@@ -119,8 +119,8 @@ def test_any_exception_inside_a_decoder_becomes_an_image_error_naming_the_file(m
 # ---------------------------------------------------------------- the format comes from the bytes
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
-def test_a_png_or_jpeg_named_dcm_is_read_as_what_it_is(tmp_path, fmt):
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "WEBP"])
+def test_an_image_named_dcm_is_read_as_what_it_is(tmp_path, fmt):
     path = tmp_path / "scan.dcm"
     path.write_bytes(encode(Image.fromarray(ramp()), fmt, quality=95))
     assert np.abs(read_image(path).astype(int) - ramp()).max() < 8
@@ -144,10 +144,21 @@ def test_a_damaged_jpeg_header_is_called_so():
         read_image(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, name="x.jpg")
 
 
-def test_a_png_cut_inside_its_header_is_called_damaged():
-    data = encode(Image.fromarray(ramp()), "PNG")
-    with pytest.raises(ImageError, match=r"damaged PNG \(the header is broken"):
-        read_image(data[:20], name="x.png")
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow: "Corrupt EXIF data" in the cut TIFF
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "GIF", "BMP"])
+def test_an_image_cut_inside_its_header_is_called_damaged(fmt):
+    data = encode(Image.fromarray(ramp()), fmt)
+    with pytest.raises(ImageError, match=rf"^x: damaged {fmt} \(the header is broken"):
+        read_image(data[:20], name="x")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "zeros", "noise"])
+def test_a_dcm_without_an_image_says_so(kind):
+    contents = {"zeros": lambda: bytes(5000), "noise": lambda: np.random.default_rng(0).bytes(5000),
+                "truncated": lambda: make_dicom(DICOM_PIXELS)[:200]}
+    data = contents[kind]()
+    with pytest.raises(ImageError, match=r"^ct\.dcm: a DICOM file without an image \(no Rows, Columns or Pixel Data"):
+        read_image(data, name="ct.dcm")
 
 
 # ---------------------------------------------------------------- readable, with warnings
@@ -208,3 +219,21 @@ def test_an_all_nan_image_is_blank_not_an_error():
 def test_the_header_only_png_helper_still_claims_its_size():
     with Image.open(io.BytesIO(png_header_only(123, 45))) as image:
         assert image.size == (123, 45)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the damage it tolerates
+@pytest.mark.parametrize("seed", range(3))
+def test_damaged_dicom_bytes_give_an_image_or_an_image_error_never_another_exception(seed):
+    data = make_dicom(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64), RescaleSlope=1, RescaleIntercept=-1024,
+                      WindowCenter=40, WindowWidth=400)
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        damaged = bytearray(data)
+        for position in rng.integers(128, 400, 4):  # the preamble stays, the elements after it are hit
+            damaged[position] = rng.integers(0, 256)
+        try:
+            gray = read_image(bytes(damaged[: int(rng.integers(132, len(damaged) + 1))]), name="ct.dcm")
+        except ImageError as error:
+            assert str(error).startswith("ct.dcm: ")
+        else:
+            assert gray.dtype == np.uint8 and gray.ndim == 2

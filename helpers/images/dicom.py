@@ -23,8 +23,12 @@ def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
         from pydicom.pixels import pixel_array
     except ImportError:
         raise ImageError(f"{name}: DICOM files need pydicom 3 or newer; pip install -U pydicom") from None
+    ds = None
     try:
         ds = pydicom.dcmread(file, force=True)
+        if not all(keyword in ds for keyword in ("Rows", "Columns", "PixelData")):
+            raise ImageError(f"{name}: a DICOM file without an image (no Rows, Columns or Pixel Data: a report, "
+                             "or a truncated file); fetch it again or export the image itself")
         _assume_transfer_syntax(ds)
         frames = int(ds.get("NumberOfFrames") or 1)
         check_pixels(name, int(ds.Columns), int(ds.Rows) * int(ds.get("SamplesPerPixel") or 1), what="DICOM frame")
@@ -37,13 +41,20 @@ def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
     except ImageError:
         raise
     except Exception as exc:
-        raise ImageError(
-            f"{name}: cannot decode this DICOM file ({type(exc).__name__}: {exc}); if it is compressed, "
-            "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
-        ) from exc
+        advice = ("it is JPEG-compressed: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+                  if _is_jpeg(ds) else "the file is damaged or unusual: export it again, or as PNG")
+        raise ImageError(f"{name}: cannot decode this DICOM file ({type(exc).__name__}: {exc}); {advice}") from exc
     if frames > 1:
         found.append(f"DICOM with {frames} frames: only frame {frames // 2 + 1} (the middle one) was read")
     return gray
+
+
+def _is_jpeg(ds) -> bool:
+    """Whether ``ds`` (None when reading failed) declares a JPEG transfer syntax, which pylibjpeg decodes."""
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID") if ds is not None else None
+    return syntax in JPEGTransferSyntaxes + JPEGLSTransferSyntaxes + JPEG2000TransferSyntaxes
 
 
 def _assume_transfer_syntax(ds) -> None:

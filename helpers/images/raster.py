@@ -12,14 +12,17 @@ from helpers.images.pixels import stretch
 
 
 def decode(file: BinaryIO, name: str, *, kind: str | None, reduce_to: int | None, found: list[str]) -> np.ndarray:
-    """Decode ``file`` with Pillow; ``kind`` is the format its magic bytes announce (``"PNG"``, ...) or None."""
+    """Decode ``file`` with Pillow; ``kind`` is the format its magic bytes announce (``"PNG"``, ...) or None.
+
+    Raises Pillow's ``UnidentifiedImageError`` when ``file`` is no format Pillow knows, else ImageError.
+    """
     try:
         image = Image.open(file)
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: image too large ({exc}); downscale it first") from None
     except Exception as exc:  # Pillow raises many types on a damaged header or an unsupported variant
         unidentified = isinstance(exc, UnidentifiedImageError)  # its text only names the file object
-        if kind in ("PNG", "JPEG"):
+        if kind is not None:
             detail = "" if unidentified else f": {exc}"
             raise ImageError(
                 f"{name}: damaged {kind} (the header is broken{detail}); fetch the file again or re-export it"
