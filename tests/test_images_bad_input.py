@@ -62,7 +62,7 @@ def test_a_huge_png_small_on_disk_is_refused_by_its_header(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(huge_png(20000, 20000))
     assert path.stat().st_size < 10_000
-    with pytest.raises(ImageError, match=r"bomb\.png: image too large .*downscale it first"):
+    with pytest.raises(ImageError, match=r"bomb\.png: image too large .*the reader's limit is 50 Mpx: downscale it first"):
         read_image(path)  # 400 Mpx: Pillow's own bomb check fires when the header is opened
     path.write_bytes(huge_png(9000, 9000))  # 81 Mpx: below Pillow's check, above ours
     with pytest.raises(ImageError, match=r"image is 9000x9000 \(81 Mpx\), above the reader's limit of 50 Mpx"):
@@ -145,7 +145,7 @@ def test_a_damaged_jpeg_header_is_called_so():
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow: "Corrupt EXIF data" in the cut TIFF
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "GIF", "BMP"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "GIF"])
 def test_an_image_cut_inside_its_header_is_called_damaged(fmt):
     data = encode(Image.fromarray(ramp()), fmt)
     with pytest.raises(ImageError, match=rf"^x: damaged {fmt} \(the header is broken"):

@@ -7,7 +7,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
-from helpers.images.limits import ImageError, check_pixels
+from helpers.images.limits import MAX_PIXELS, ImageError, check_pixels
 from helpers.images.pixels import stretch
 
 
@@ -19,7 +19,9 @@ def decode(file: BinaryIO, name: str, *, kind: str | None, reduce_to: int | None
     try:
         image = Image.open(file)
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: image too large ({exc}); downscale it first") from None
+        raise ImageError(
+            f"{name}: image too large ({exc}); the reader's limit is {MAX_PIXELS / 1e6:.0f} Mpx: downscale it first"
+        ) from None
     except Exception as exc:  # Pillow raises many types on a damaged header or an unsupported variant
         unidentified = isinstance(exc, UnidentifiedImageError)  # its text only names the file object
         if kind is not None:
@@ -39,6 +41,8 @@ def decode(file: BinaryIO, name: str, *, kind: str | None, reduce_to: int | None
         check_pixels(name, image.width, image.height)
         try:
             image.load()
+        except MemoryError:
+            raise
         except Exception as exc:
             raise ImageError(
                 f"{name}: truncated or corrupt {image.format or 'image'} data ({exc}); the file is incomplete "

@@ -25,7 +25,6 @@ MAGIC = {  # the first bytes of each raster format the reader meets
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
     b"GIF8": "GIF",
-    b"BM": "BMP",
 }
 HEAD_BYTES = 512
 
