@@ -94,10 +94,19 @@ def test_a_multi_frame_dicom_gives_its_middle_frame_and_says_so():
 # ---------------------------------------------------------------- any failure is an ImageError
 
 
-def test_a_multi_valued_rescale_slope_is_an_image_error():
-    data = make_dicom(DICOM_PIXELS, RescaleSlope=[1, 2], RescaleIntercept=0)
-    with pytest.raises(ImageError, match=r"^ct\.dcm: its RescaleSlope holds 2 values where DICOM allows one"):
+@pytest.mark.parametrize("keyword, values", [
+    ("RescaleSlope", [1, 2]), ("RescaleIntercept", [0, -1024]), ("Rows", [2, 2]), ("SamplesPerPixel", [1, 1]),
+    ("BitsStored", [12, 16]), ("PhotometricInterpretation", ["MONOCHROME2", "MONOCHROME1"]),
+])
+def test_a_multi_valued_element_that_allows_one_value_is_an_image_error(keyword, values):
+    data = make_dicom(DICOM_PIXELS, **{"RescaleSlope": 1, "RescaleIntercept": 0, keyword: values})
+    with pytest.raises(ImageError, match=rf"^ct\.dcm: its {keyword} holds 2 values where DICOM allows one"):
         read_image(data, name="ct.dcm")
+
+
+def test_multi_valued_windows_of_different_lengths_use_the_first():
+    data = make_dicom(DICOM_PIXELS, WindowCenter=[1000, 0, 5], WindowWidth=[2000])
+    assert read_image(data).tolist() == [[0, 128], [255, 255]]
 
 
 def test_a_window_pydicom_rejects_is_an_image_error():

@@ -10,7 +10,10 @@ from helpers.images.limits import ImageError, check_pixels
 from helpers.images.pixels import stretch
 
 LUMA = np.array([0.299, 0.587, 0.114])
-SINGLE_VALUED = ("RescaleSlope", "RescaleIntercept", "Rows", "Columns", "NumberOfFrames", "BitsStored")
+SINGLE_VALUED = (  # elements whose second value would otherwise surface as a TypeError or a silent broadcast
+    "RescaleSlope", "RescaleIntercept", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+    "BitsStored", "PixelRepresentation", "PhotometricInterpretation",
+)
 
 
 def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
@@ -30,12 +33,12 @@ def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
             raise ImageError(f"{name}: a DICOM file without an image (no Rows, Columns or Pixel Data: a report, "
                              "or a truncated file); fetch it again or export the image itself")
         _assume_transfer_syntax(ds)
-        frames = int(ds.get("NumberOfFrames") or 1)
-        check_pixels(name, int(ds.Columns), int(ds.Rows) * int(ds.get("SamplesPerPixel") or 1), what="DICOM frame")
         for keyword in SINGLE_VALUED:
             if keyword in ds and ds[keyword].VM > 1:
                 raise ImageError(f"{name}: its {keyword} holds {ds[keyword].VM} values where DICOM allows one "
                                  f"({ds[keyword].value}); the file is damaged, export it again")
+        frames = int(ds.get("NumberOfFrames") or 1)
+        check_pixels(name, int(ds.Columns), int(ds.Rows) * int(ds.get("SamplesPerPixel") or 1), what="DICOM frame")
         pixels = pixel_array(ds, index=frames // 2 if frames > 1 else None)
         gray = _to_gray(ds, pixels, found)
     except ImageError:
