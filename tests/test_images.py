@@ -337,6 +337,25 @@ def test_dicom_multi_valued_window_uses_the_first():
     assert read_image(data).tolist() == [[0, 128], [255, 255]]
 
 
+def voi_lut(*values: int) -> list:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [len(values), 0, 8])  # entries, first input mapped, bits per entry
+    item.add_new("LUTData", "US", list(values))
+    return [item]
+
+
+@pytest.mark.filterwarnings("error")  # pydicom warns when a LUT gets float input: it must get whole numbers
+@pytest.mark.parametrize("rescale", [{}, {"RescaleSlope": 1, "RescaleIntercept": 0}])
+def test_dicom_voi_lut_is_applied_and_its_output_range_stretched(rescale):
+    pixels = np.array([[0, 1], [2, 9]], np.uint16)  # 9 lies past the LUT: it gets the last entry
+    assert read_image(make_dicom(pixels, VOILUTSequence=voi_lut(0, 50, 100, 200), **rescale)).tolist() == [
+        [0, 64], [128, 255]]
+    inverted = make_dicom(pixels, photometric="MONOCHROME1", VOILUTSequence=voi_lut(0, 50, 100, 200))
+    assert read_image(inverted).tolist() == [[255, 191], [127, 0]]
+
+
 def test_dicom_without_preamble_is_found_by_extension(tmp_path):
     data = make_dicom(DICOM_PIXELS, preamble=False)
     assert data[128:132] != b"DICM"

@@ -79,6 +79,8 @@ def _to_gray(ds, pixels: np.ndarray, found: list[str]) -> np.ndarray:
     if int(ds.get("SamplesPerPixel") or 1) == 3:  # colour (pydicom gives RGB): no modality or VOI transform
         return stretch(pixels @ LUMA, found, 0, 255)
     values = apply_modality_lut(pixels, ds)
+    if ds.get("VOILUTSequence") and values.dtype.kind == "f":  # a LUT is indexed by whole numbers
+        values = np.rint(values).astype(np.int64)
     windowed = apply_voi_lut(values, ds)
     if windowed is values:  # neither a VOI LUT nor a window: the file's own range
         gray = stretch(values, found)
