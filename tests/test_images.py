@@ -337,6 +337,13 @@ def test_dicom_multi_valued_window_uses_the_first():
     assert read_image(data).tolist() == [[0, 128], [255, 255]]
 
 
+def test_dicom_rgb_becomes_luma_like_any_rgb_image():
+    rgb = np.array([[[255, 0, 0], [200, 200, 200]]], np.uint8)
+    data = make_dicom(rgb[..., 0], photometric="RGB", SamplesPerPixel=3, PlanarConfiguration=0, BitsAllocated=8,
+                      BitsStored=8, HighBit=7, PixelData=rgb.tobytes())
+    assert read_image(data).tolist() == [[76, 200]]
+
+
 def voi_lut(*values: int) -> list:
     from pydicom.dataset import Dataset
 

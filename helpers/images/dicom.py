@@ -77,7 +77,7 @@ def _to_gray(ds, pixels: np.ndarray, found: list[str]) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     if int(ds.get("SamplesPerPixel") or 1) == 3:  # colour (pydicom gives RGB): no modality or VOI transform
-        return stretch(pixels @ LUMA, found, 0, 255)
+        return stretch(pixels @ LUMA, found, 0, 2 ** int(ds.get("BitsStored") or 8) - 1)
     values = apply_modality_lut(pixels, ds)
     if ds.get("VOILUTSequence") and values.dtype.kind == "f":  # a LUT is indexed by whole numbers
         values = np.rint(values).astype(np.int64)
