@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from image_files import encode, png_header_only, ramp
 from PIL import Image, ImageFilter
 
 from helpers import images, paths
@@ -28,25 +26,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 ORIENTATION = 0x0112  # the EXIF tag
 
 
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
-def ramp(height: int = 32, width: int = 48) -> np.ndarray:
-    """A smooth uint8 gradient: survives JPEG almost unchanged and has an obvious orientation."""
-    return (np.add.outer(np.arange(height) * 2, np.arange(width) * 3) % 256).astype(np.uint8)
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims ``width x height`` pixels (no pixel data): enough for the size check."""
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
 
 
 # ---------------------------------------------------------------- real files
@@ -284,111 +270,6 @@ def test_missing_file_and_folder(tmp_path):
 def test_bytes_without_a_name_say_so():
     with pytest.raises(ImageError, match=r"^<bytes>: empty file"):
         read_image(b"")
-
-
-# ---------------------------------------------------------------- DICOM
-
-
-def make_dicom(pixels: np.ndarray, *, photometric="MONOCHROME2", preamble=True, **elements) -> bytes:
-    pytest.importorskip("pydicom", minversion="3.0", reason="these tests write DICOM with the pydicom 3 API")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=preamble, implicit_vr=False, little_endian=True)
-    return buffer.getvalue()
-
-
-DICOM_PIXELS = np.array([[0, 1000], [2000, 4000]], np.uint16)
-
-
-def test_dicom_monochrome2_is_stretched():
-    data = make_dicom(DICOM_PIXELS)
-    assert data[128:132] == b"DICM"
-    assert read_image(data).tolist() == [[0, 64], [128, 255]]
-
-
-def test_dicom_monochrome1_is_inverted():
-    assert read_image(make_dicom(DICOM_PIXELS, photometric="MONOCHROME1")).tolist() == [[255, 191], [127, 0]]
-
-
-def test_dicom_rescale_and_window():
-    # Hounsfield units = 1 * raw - 1024: -1024, -24, 976, 2976; a window of 0 +- 500 HU, with the
-    # DICOM "LINEAR" function: ((-24 + 0.5) / 999 + 0.5) * 255 = 122
-    data = make_dicom(DICOM_PIXELS, RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=0, WindowWidth=1000)
-    assert read_image(data).tolist() == [[0, 122], [255, 255]]
-
-
-def test_dicom_multi_valued_window_uses_the_first():
-    data = make_dicom(DICOM_PIXELS, WindowCenter=[1000, 0], WindowWidth=[2000, 10])
-    assert read_image(data).tolist() == [[0, 128], [255, 255]]
-
-
-def test_dicom_rgb_becomes_luma_like_any_rgb_image():
-    rgb = np.array([[[255, 0, 0], [200, 200, 200]]], np.uint8)
-    data = make_dicom(rgb[..., 0], photometric="RGB", SamplesPerPixel=3, PlanarConfiguration=0, BitsAllocated=8,
-                      BitsStored=8, HighBit=7, PixelData=rgb.tobytes())
-    assert read_image(data).tolist() == [[76, 200]]
-
-
-def voi_lut(*values: int) -> list:
-    from pydicom.dataset import Dataset
-
-    item = Dataset()
-    item.add_new("LUTDescriptor", "US", [len(values), 0, 8])  # entries, first input mapped, bits per entry
-    item.add_new("LUTData", "US", list(values))
-    return [item]
-
-
-@pytest.mark.filterwarnings("error")  # pydicom warns when a LUT gets float input: it must get whole numbers
-@pytest.mark.parametrize("rescale", [{}, {"RescaleSlope": 1, "RescaleIntercept": 0}])
-def test_dicom_voi_lut_is_applied_and_its_output_range_stretched(rescale):
-    pixels = np.array([[0, 1], [2, 9]], np.uint16)  # 9 lies past the LUT: it gets the last entry
-    assert read_image(make_dicom(pixels, VOILUTSequence=voi_lut(0, 50, 100, 200), **rescale)).tolist() == [
-        [0, 64], [128, 255]]
-    inverted = make_dicom(pixels, photometric="MONOCHROME1", VOILUTSequence=voi_lut(0, 50, 100, 200))
-    assert read_image(inverted).tolist() == [[255, 191], [127, 0]]
-
-
-def test_dicom_without_preamble_is_found_by_extension(tmp_path):
-    data = make_dicom(DICOM_PIXELS, preamble=False)
-    assert data[128:132] != b"DICM"
-    path = tmp_path / "slice.dcm"
-    path.write_bytes(data)
-    assert read_image(path).tolist() == [[0, 64], [128, 255]]
-
-
-@pytest.mark.parametrize("implicit, little", [(True, True), (False, True), (False, False)])
-def test_raw_dicom_without_file_meta_is_read_with_the_encoding_it_was_written_in(tmp_path, implicit, little):
-    from pydicom.dataset import Dataset
-
-    ds = Dataset()
-    ds.Rows, ds.Columns = DICOM_PIXELS.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = DICOM_PIXELS.astype("<u2" if little else ">u2").tobytes()
-    path = tmp_path / "old.dcm"
-    ds.save_as(path, implicit_vr=implicit, little_endian=little)
-    assert read_image(path).tolist() == [[0, 64], [128, 255]]
-
-
-def test_broken_dicom_is_an_error():
-    data = make_dicom(DICOM_PIXELS)
-    with pytest.raises(ImageError, match=r"ct\.dcm: cannot decode this DICOM file"):
-        read_image(data[:-4], name="ct.dcm")
 
 
 # ---------------------------------------------------------------- channels and size

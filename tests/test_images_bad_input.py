@@ -10,11 +10,11 @@ import zlib
 
 import numpy as np
 import pytest
+from image_files import DICOM_PIXELS, encode, make_dicom, png_header_only, ramp
 from PIL import Image
 
 from helpers.images import MAX_PIXELS, ImageError, raster, read_image
 from helpers.images.limits import check_pixels
-from tests.test_images import DICOM_PIXELS, encode, make_dicom, png_header_only, ramp
 
 
 def read_with_warnings(source, **options) -> tuple[np.ndarray, list[str]]:
