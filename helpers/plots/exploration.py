@@ -53,7 +53,7 @@ def plot_class_balance(dataset: Dataset) -> plt.Figure:
 
 
 def plot_images_per_patient(dataset: Dataset, *, cap: int = 10) -> plt.Figure:
-    """Bar chart of :func:`images_per_patient`."""
+    """Bar chart of :func:`helpers.explore.images_per_patient`."""
     fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
     images_per_patient(dataset, cap=cap).plot.bar(ax=ax, color=[LABEL_COLORS[label] for label in LABELS], rot=0)
     ax.set(xlabel="images per patient", ylabel="patients")
@@ -177,7 +177,7 @@ def plot_near_duplicates(dataset: Dataset, pairs: pd.DataFrame, *, n: int = 4, p
 
 
 def plot_predictability(dataset: Dataset, table: pd.DataFrame) -> plt.Figure:
-    """AUC of each row of :func:`shortcut_summary` as a bar, with chance (0.5) marked."""
+    """AUC of each row of :func:`helpers.explore.shortcut_summary` as a bar, with chance (0.5) marked."""
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * max(len(table), 1)), layout="constrained")
     _title(fig, "what a logistic regression on tiny images can predict", dataset)
     if table.empty:
