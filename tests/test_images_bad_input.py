@@ -43,6 +43,13 @@ def test_a_device_and_a_socket_are_refused(tmp_path):
             read_image(path)
 
 
+def test_an_impossible_path_is_an_image_error():
+    with pytest.raises(ImageError, match=r"cannot read the file \(.*null"):
+        read_image("scan\x00.png")
+    with pytest.raises(ImageError, match=r"cannot read the file \(File name too long\)"):
+        read_image("x" * 5000 + ".png")
+
+
 # ---------------------------------------------------------------- too large, refused before decoding
 
 

@@ -64,8 +64,8 @@ def _open(source: Source, name: str) -> Iterator[BinaryIO]:
             info = os.stat(source)
         except FileNotFoundError:
             raise ImageError(f"{name}: file not found; check the dataset folder or fetch it again") from None
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot read the file ({exc.strerror or exc})") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            raise ImageError(f"{name}: cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
         if not stat.S_ISREG(info.st_mode):  # reading a FIFO or a device would never end
             raise ImageError(f"{name}: not a regular file but {_file_kind(info.st_mode)}; pass an image file")
         size = info.st_size
