@@ -73,8 +73,19 @@ $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
 		-e ".[cpu,run,dev]"
 	touch $@
 
-test-colab: $(COLAB_VENV)/.installed
-	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS)
+# The wheels the notebooks' setup cell installs in Colab, and the setuptools pip builds the course package
+# with, so that tests/test_colab_setup.py runs that cell offline.
+WHEELHOUSE := .cache/wheelhouse
+$(WHEELHOUSE)/.downloaded: pyproject.toml tools/build_notebooks.py | $(COLAB_VENV)/.installed
+	$(COLAB_VENV)/bin/python -c "import subprocess, sys, tomllib; from tools.build_notebooks import COLAB_ONLY; \
+		build = tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']; \
+		subprocess.run([sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps', '--dest', '$(WHEELHOUSE)', \
+		*build, *COLAB_ONLY], check=True)"
+	touch $@
+
+# -m "": also the tests marked `colab` (a clean Colab-versions venv, notebooks alone), which `make test` skips.
+test-colab: $(COLAB_VENV)/.installed $(WHEELHOUSE)/.downloaded
+	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS) -m ""
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers tests tools benchmarks
