@@ -18,8 +18,7 @@
 # shows: biased datasets, no external validation, and models that learned the source of an image
 # rather than the disease (DeGrave et al. 2021).
 #
-# **Run time:** a few minutes on a Colab GPU; about 7 min on a 2-core CPU when it has to train both
-# of its quick CNNs (about 3 min when notebooks 02-04 have run); about a minute with `SMOKE=True`.
+# **Run time:** (filled in by tools/build_notebooks.py from notebooks/timings.json)
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
