@@ -74,7 +74,8 @@ def test_make_timings_records_measured_rows_and_labels_gpu_times():
     gpu = {**cpu, "machine": "GPU: Tesla T4, 2 CPU cores", "profile": "full", "dataset": "covid19-radiography",
            "seconds": 250.0}
     line = build_notebooks.run_time_line("02_cnn", build_notebooks.record_timings([gpu], updated))
-    assert line.startswith("**Run time:** 4 min on a Colab GPU; 24 s") and "estimate" not in line
+    assert line.startswith("**Run time:** 4 min on a Colab GPU (measured: GPU: Tesla T4, 2 CPU cores, 2026-12-01); 24 s")
+    assert "estimate" not in line
 
 
 def test_the_builder_refuses_a_title_cell_without_a_run_time_paragraph(tmp_path):
