@@ -37,8 +37,8 @@ REPO_URL_VARIABLE = "COURSE_REPO_URL"  # tests install from a local clone; a lea
 
 SETUP_CELL = f'''# Setup. In Colab: install this course's `helpers` at release {REF} (the one these notebooks were built
 # with) and the two libraries Colab lacks; Colab's own TensorFlow, Keras, NumPy and XGBoost stay as they are.
-# PERSIST = True keeps outputs and datasets in your Google Drive (MyDrive/covid-course, about 1 GB per
-# dataset; Colab asks for access), so that the other notebooks, each in a new VM, reuse them.
+# PERSIST = True keeps outputs and datasets in your Google Drive, in MyDrive/covid-course (Colab asks for
+# access; the X-ray dataset takes about 800 MB), so that the other notebooks, each in a new VM, reuse them.
 import os
 import subprocess
 import sys
@@ -64,6 +64,8 @@ ENV = helpers.setup(persist=PERSIST)'''
 # How a run's profile appears in the run-time line; the runner's "full" profile is the GPU one.
 SETTINGS = {"gpu": "on a Colab GPU", "cpu": "with the `cpu` profile", "smoke": "with `SMOKE=True`"}
 PROFILE_SETTING = {"full": "gpu", "cpu": "cpu", "smoke": "smoke"}
+TIMES_START, TIMES_END = "<!-- run times: tools/build_notebooks.py writes them from notebooks/timings.json -->", \
+    "<!-- end of run times -->"
 RUN_TIME = re.compile(r"^\*\*Run time:\*\*.*?(?=\n\n|\Z)", re.M | re.S)
 
 
@@ -151,10 +153,26 @@ def text(notebook: nbformat.NotebookNode) -> str:
     return nbformat.writes(notebook) + "\n"
 
 
-def readme_with_badges(readme: str) -> str:
-    """The README with every Colab link pointing at this release's notebooks."""
-    return re.sub(rf"https://colab\.research\.google\.com/github/{re.escape(REPO)}/blob/[^/]+/notebooks/([\w-]+)\.ipynb",
-                  lambda match: colab_url(match[1]), readme)
+def times_table(timings: dict) -> str:
+    """The README's table of run times per notebook, from the same table as the notebooks' run-time lines."""
+    def cell(entry: dict | None) -> str:
+        if not entry:
+            return "not measured"
+        if entry.get("estimate"):
+            return f"about {duration(entry['seconds'])} (an estimate)"
+        return f"{duration(entry['seconds'])} ({entry['machine']}, {entry['date']})"
+
+    rows = [f"| {name[:2]} | {cell(entries.get('gpu'))} | {cell(entries.get('smoke'))} |"
+            for name, entries in sorted(timings.items())]
+    return "\n".join(["| notebook | on a Colab GPU | with `SMOKE=True` |", "|---|---|---|", *rows])
+
+
+def readme_text(readme: str, timings: dict) -> str:
+    """The README with every Colab link pointing at this release's notebooks, and the run-time table."""
+    readme = re.sub(rf"https://colab\.research\.google\.com/github/{re.escape(REPO)}/blob/[^/]+/notebooks/([\w-]+)\.ipynb",
+                    lambda match: colab_url(match[1]), readme)
+    return re.sub(rf"{re.escape(TIMES_START)}.*?{re.escape(TIMES_END)}",
+                  lambda _: f"{TIMES_START}\n{times_table(timings)}\n{TIMES_END}", readme, flags=re.S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     timings, stale = read_timings(), []
     wanted = {NOTEBOOKS / f"{source.stem}.ipynb": text(build(source, timings))
               for source in sorted(SOURCES.glob("[0-9][0-9]_*.py"))}
-    wanted[README] = readme_with_badges(README.read_text())
+    wanted[README] = readme_text(README.read_text(), timings)
     for target, content in wanted.items():
         if target.exists() and target.read_text() == content:
             continue

@@ -41,7 +41,9 @@ if SMOKE:
 # Notebooks 02-04 wrote one folder per trained model under `outputs/<dataset>/`: the model, its
 # validation and test predictions, and the threshold chosen on the validation split. This notebook
 # trains nothing it can read from there. If the folder is empty it says which notebooks to run and
-# trains a quick CNN itself, so that every section below still runs.
+# trains a quick CNN itself, so that every section below still runs. In Colab every notebook starts
+# in a new VM with an empty folder: `PERSIST = True` in the setup cell keeps the models of 02-04 in
+# your Google Drive, where this notebook finds them.
 
 # %%
 import matplotlib.pyplot as plt
