@@ -57,6 +57,7 @@ def persist_in_drive(mount_point: Path = DRIVE) -> Path | None:
     folder = mount_point / COURSE_FOLDER
     os.environ["COURSE_OUTPUT_DIR"] = str(folder / "outputs")
     os.environ["COURSE_DATA_DIR"] = str(folder / "data")
+    os.environ["KERAS_HOME"] = str(folder / "data" / "keras")  # ImageNet weights too, also when set before
     return folder
 
 

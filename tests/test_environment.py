@@ -112,7 +112,7 @@ def fake_colab(monkeypatch, tmp_path):
     colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append(("widgets",)))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setattr(environment, "IS_COLAB", True)
-    for name in ("COURSE_OUTPUT_DIR", "COURSE_DATA_DIR"):
+    for name in ("COURSE_OUTPUT_DIR", "COURSE_DATA_DIR", "KERAS_HOME"):
         monkeypatch.delenv(name, raising=False)
     return calls
 
@@ -124,6 +124,7 @@ def test_persist_mounts_drive_once_and_points_outputs_and_data_into_the_course_f
     folder = environment.persist_in_drive(mount_point)
     assert folder == mount_point / "MyDrive" / "covid-course"
     assert paths.output_dir() == (folder / "outputs").resolve() and paths.data_dir() == (folder / "data").resolve()
+    assert environment.os.environ["KERAS_HOME"] == str(folder / "data" / "keras")
     assert environment.persist_in_drive(mount_point) == folder
     assert fake_colab == [("mount", str(mount_point))], "a mounted Drive is not mounted again"
 
