@@ -107,3 +107,13 @@ def test_make_release_bumps_rebuilds_checks_commits_and_tags_locally(tmp_path):
     assert git(ROOT, "tag", "--list", "v9.8.7") == "", "make release must never push"
     again = subprocess.run([*make, "VERSION=9.8.7"], cwd=clone, env=env, capture_output=True, text=True)
     assert again.returncode != 0 and "exists already" in again.stderr
+
+
+def test_the_runners_plan_estimates_from_the_same_table():
+    from helpers.app import runner
+
+    timings = build_notebooks.read_timings()
+    for profile, setting in runner.TIMINGS_SETTING.items():
+        assert runner.estimated_minutes(profile, "03_transfer_learning") == timings["03_transfer_learning"][setting][
+            "seconds"] / 60
+    assert runner.estimated_minutes("smoke", "99_not_a_notebook") == 2.0
