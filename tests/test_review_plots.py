@@ -62,8 +62,8 @@ def test_sanity_grid_shows_image_trained_and_randomised_maps():
               "similarity": np.array([0.1, 0.3]), "layers": ["probability", "bn2"], "scale": 2.0}
     fig = plot_sanity_check(images, result, synthetic=True)
     titles = [ax.get_title() for ax in fig.axes[:6]]
-    assert titles == ["p(COVID) = 0.90", "trained: COVID map, peak 1.00", "randomised: peak 0.50, rho 0.10",
-                      "p(COVID) = 0.20", "trained: NORMAL map, peak 0.50", "randomised: peak 0.25, rho 0.30"]
+    assert titles == ["p(COVID) = 0.90", "trained: COVID map\npeak 1.00", "randomised: peak 0.50\nrank corr. 0.10",
+                      "p(COVID) = 0.20", "trained: NORMAL map\npeak 0.50", "randomised: peak 0.25\nrank corr. 0.30"]
     assert len(fig.axes) == 7  # six panels and one colour bar for all maps
     assert "probability, bn2" in fig._suptitle.get_text() and SYNTHETIC_MARK in fig._suptitle.get_text()
     plt.close(fig)

@@ -71,22 +71,23 @@ def plot_sanity_check(images, result: dict, *, titles=None, synthetic: bool = Fa
     one scale of :func:`helpers.explain.sanity.sanity_check`; each map's peak and the rank correlation in the titles."""
     from helpers.explain import overlay
 
-    original, randomised = result["original"], result["randomised"]
+    original, randomised, scale = result["original"], result["randomised"], result["scale"]
     n = len(images)
-    fig, axes = plt.subplots(n, 3, figsize=(3 * panel_size, n * panel_size + 0.8), squeeze=False)
+    fig, axes = plt.subplots(n, 3, figsize=(3 * panel_size + 1.2, n * panel_size + 1.0), squeeze=False,
+                             layout="constrained")
     for i, image in enumerate(images):
         label = titles[i] if titles is not None else f"p({POSITIVE}) = {original.probability[i]:.2f}"
-        panels = ((image, label), (overlay(image, original.maps[i], alpha=alpha),
-                                   f"trained: {original.classes[i]} map, peak {original.peaks[i] / result['scale']:.2f}"),
+        panels = ((image, label),
+                  (overlay(image, original.maps[i], alpha=alpha),
+                   f"trained: {original.classes[i]} map\npeak {original.peaks[i] / scale:.2f}"),
                   (overlay(image, randomised.maps[i], alpha=alpha),
-                   f"randomised: peak {randomised.peaks[i] / result['scale']:.2f}, rho {result['similarity'][i]:.2f}"))
+                   f"randomised: peak {randomised.peaks[i] / scale:.2f}\nrank corr. {result['similarity'][i]:.2f}"))
         for ax, (shown, text) in zip(axes[i], panels, strict=True):
             ax.imshow(shown, cmap="gray", vmin=0, vmax=255)
             ax.set_title(text, fontsize=8)
             ax.axis("off")
-    mappable = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, result["scale"]))
-    fig.colorbar(mappable, ax=axes[:, 1:].ravel().tolist(), shrink=0.6, label="Grad-CAM (one scale for every map)")
-    layers = ", ".join(result["layers"])
-    synthetic_title(fig, f"sanity check: maps after re-initialising {layers} (alike = the map ignores the model)",
-                    synthetic=synthetic)
+    mappable = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1))
+    fig.colorbar(mappable, ax=axes[:, 1:].ravel().tolist(), shrink=0.6, label="Grad-CAM / largest of all maps")
+    synthetic_title(fig, f"sanity check, re-initialised: {', '.join(result['layers'])}\n"
+                         "maps alike = the map ignores what the model learned", synthetic=synthetic)
     return fig
