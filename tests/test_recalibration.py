@@ -51,7 +51,7 @@ def test_the_reliability_tables_move_to_the_diagonal():
     result = before_after(y, prob, apply_temperature(prob, fit_temperature(*outcomes(8, n=5000))))
 
     def gap(table):
-        return np.average(np.abs(table["mean_probability"] - table["fraction_positive"]), weights=table["n"])
+        return np.mean(np.abs(table["mean_probability"] - table["fraction_positive"]))
 
     assert gap(result["after"]) < 0.5 * gap(result["before"])
 
