@@ -164,9 +164,10 @@ def test_compare_to_best_picks_the_best_on_validation_not_on_test():
     assert table.attrs["best"] == "x"
     assert set(table["model"]) == {"y", "z"} and (table["best"] == "x").all()
     y_auc = table[(table["model"] == "y") & (table["metric"] == "auc")].iloc[0]
-    assert y_auc["difference"] > 0 and y_auc["clear"]
+    assert y_auc["difference"] > 0 and y_auc["clear"] and y_auc["delong_p"] < 0.05
     z_auc = table[(table["model"] == "z") & (table["metric"] == "auc")].iloc[0]
-    assert (z_auc["difference"], z_auc["low"], z_auc["high"], z_auc["clear"]) == (0.0, 0.0, 0.0, False)
+    assert (z_auc["difference"], z_auc["low"], z_auc["high"], z_auc["clear"], z_auc["delong_p"]) == (0, 0, 0, False, 1)
+    assert table.loc[table["metric"] != "auc", "delong_p"].isna().all()
 
 
 def test_compare_to_best_needs_two_runs():

@@ -144,7 +144,7 @@ def compare_to_best(runs, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0
     ``runs`` are runs of one test set (``model``, ``threshold``, ``predictions``, ``split()``).
     The best is chosen on validation only; the test split gives the reported numbers. One row per
     other run and metric: ``model, best, metric, model_value, best_value, difference, low, high, clear``
-    (``clear``: the interval excludes 0).
+    (``clear``: the interval excludes 0) and ``delong_p`` (DeLong's p for the AUC rows, the cross-check).
     """
     val_auc = {run.model: _val_auc(run) for run in runs}
     if len(runs) < 2 or all(np.isnan(v) for v in val_auc.values()):
@@ -156,11 +156,15 @@ def compare_to_best(runs, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0
             continue
         table = paired_difference(run.predictions, best.predictions, threshold_a=run.threshold,
                                   threshold_b=best.threshold, n_boot=n_boot, seed=seed, alpha=alpha)
+        both = align(run.predictions, best.predictions)
+        two_classes = 0 < to_binary(both["y_true"]).sum() < len(both)
+        delong = delong_auc_difference(both["y_true"], both["probability_a"], both["probability_b"]) if two_classes else {}
         for metric, values in table.iterrows():
             rows.append({"model": run.model, "best": best.model, "metric": metric,
                          "model_value": values["a"], "best_value": values["b"], "difference": values["difference"],
                          "low": values["low"], "high": values["high"],
-                         "clear": bool(values["low"] > 0 or values["high"] < 0)})
+                         "clear": bool(values["low"] > 0 or values["high"] < 0),
+                         "delong_p": delong.get("p", np.nan) if metric == "auc" else np.nan})
     result = pd.DataFrame(rows)
     result.attrs.update(best=best.model, best_val_auc=val_auc[best.model], n_boot=n_boot, alpha=alpha)
     return result
