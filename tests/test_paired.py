@@ -192,3 +192,22 @@ def test_several_images_per_patient_give_a_narrower_image_level_interval():
         assert "160 images of 40 patients" in table.attrs["note"]
     ratio = np.mean([w["images"] / w["patients"] for w in widths])
     assert ratio < 0.75, widths
+
+
+def test_the_patients_of_ieee8023_mini_give_a_narrower_image_level_interval(shared_data):
+    """ieee8023-mini's own patients (1 to 7 X-rays each); scores driven by the patient, so images of one patient
+    agree. Labels alternate by patient so that both classes are present."""
+    meta = pd.read_csv(shared_data / "ieee8023-mini" / "metadata.csv")
+    patients = meta.loc[meta["modality"] == "X-ray", "Patientid"].astype(str).to_numpy()
+    codes = pd.factorize(patients)[0]
+    ratios = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        label = (codes % 2)
+        latent = label[np.unique(codes, return_index=True)[1]] + rng.normal(size=codes.max() + 1)
+        frame = pd.DataFrame({"patient_id": patients, "y_true": label,
+                              "probability": latent[codes] + 0.2 * rng.normal(size=len(codes))})
+        table = patient_vs_image_interval(frame, n_boot=500, seed=seed)
+        ratios.append(table.loc["images", "width"] / table.loc["patients", "width"])
+        assert table.attrs["note"].startswith(f"{len(frame)} images of {len(set(patients))} patients")
+    assert np.mean(ratios) < 0.9, ratios
