@@ -86,21 +86,21 @@ def _covid_target(target, probability: np.ndarray, threshold: float) -> np.ndarr
 def raw_class_activation(
     model: keras.Model, batch: np.ndarray, layer: str, *, target="covid", threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unscaled Grad-CAM maps (N x h x w, at the layer's resolution) of the target class's logit, and the logits.
+    """Unscaled Grad-CAM maps (N x h x w, at the layer's resolution) of the target class, and the COVID logits.
 
-    The NORMAL class's score is the negative COVID logit: its map shows the evidence against COVID.
+    The NORMAL class's score is the negative COVID logit, so its map is the negative part of the
+    channel-weighted sum whose positive part is the COVID map: the evidence against COVID.
     """
     features_model, head = _features_model(model, layer)
     with tf.GradientTape() as tape:
         conv, last = features_model(batch, training=False)
         logit = _logit(last, head)
-        probability = tf.sigmoid(logit).numpy()
-        sign = np.where(_covid_target(target, probability, threshold), 1.0, -1.0).astype(np.float32)
-        score = logit * sign
-    grads = tf.cast(tape.gradient(score, conv), tf.float32)
+    grads = tf.cast(tape.gradient(logit, conv), tf.float32)
     channel_weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(channel_weights * tf.cast(conv, tf.float32), axis=-1))
-    return cam.numpy(), logit.numpy().astype(np.float64)
+    weighted = tf.reduce_sum(channel_weights * tf.cast(conv, tf.float32), axis=-1).numpy()
+    logit = logit.numpy().astype(np.float64)
+    sign = np.where(_covid_target(target, 1 / (1 + np.exp(-logit)), threshold), 1.0, -1.0)
+    return np.maximum(sign[:, None, None] * weighted, 0.0), logit
 
 
 def _weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
