@@ -103,3 +103,11 @@ def test_calibrate_predictions_fits_on_val_only():
     np.testing.assert_allclose(calibrated["probability"], apply_temperature(frame["probability"], fitted.T))
     threshold = 0.5
     assert ((calibrated["raw_probability"] >= threshold) == (calibrated["probability"] >= fitted.apply(threshold))).all()
+
+
+def test_scores_without_information_run_into_the_bound_and_say_so():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    useless = Calibration.fit(y, expit(rng.normal(0, 3, 400)))  # confident and unrelated to the labels
+    assert useless.T == pytest.approx(20.0, rel=0.01) and "reached its bound" in useless.note
+    assert Calibration.fit(*outcomes(0)).note is None

@@ -76,6 +76,14 @@ class Calibration:
     def apply(self, prob) -> np.ndarray:
         return apply_temperature(prob, self.T)
 
+    @property
+    def note(self) -> str | None:
+        """A warning when the fit ran into a bound of :data:`T_BOUNDS` (scores that say little on val)."""
+        if not min(T_BOUNDS) * 1.01 < self.T < max(T_BOUNDS) / 1.01:
+            return (f"the temperature reached its bound ({self.T:.3g}): on the validation split the scores carry "
+                    "little information, and calibration cannot add any; the model itself needs work")
+        return None
+
     def to_dict(self) -> dict:
         return {"method": self.method, "T": self.T, "n_val": self.n_val}
 
