@@ -40,14 +40,14 @@ def plot_paired_differences(table: pd.DataFrame, *, synthetic: bool = False, tit
         ax.grid(axis="x", alpha=0.3)
     axes[0, 0].invert_yaxis()
     best = table["best"].iloc[0]
-    synthetic_title(fig, title or f"each model against {best} (best validation AUC), paired 95% intervals",
+    synthetic_title(fig, title or f"each model against {best} (best validation AUC),\npaired 95% intervals",
                     synthetic=synthetic)
     fig.tight_layout()
     return fig
 
 
 def plot_reliability_before_after(y_true, prob_before, prob_after, *, n_bins: int = 10, synthetic: bool = False,
-                                  title: str = "calibration on test, before and after temperature scaling"):
+                                  title: str = "calibration on test,\nbefore and after temperature scaling"):
     """Reliability diagram of the same (test) images before and after calibration, Brier scores in the legend,
     above a histogram of both sets of probabilities."""
     fig, (ax, hist_ax) = plt.subplots(2, 1, figsize=(6.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
