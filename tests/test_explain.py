@@ -1,4 +1,4 @@
-"""helpers.explain: Grad-CAM maps (size, range, input dependence, mixed precision, every backbone), overlays, figures."""
+"""helpers.explain.gradcam: Grad-CAM maps (size, range, input dependence, mixed precision, every backbone), overlays, figures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from helpers.data.synthetic import make_image
-from helpers.explain import gradcam, overlay, plot_gradcam_grid
+from helpers.explain import gradcam, overlay
 from helpers.models import BACKBONES, build_cnn, build_transfer, gradcam_layer
+from helpers.plots import plot_gradcam_grid
 
 
 def tiny_cnn(*, bias: float = 0.0) -> keras.Model:
