@@ -16,6 +16,7 @@ import pytest
 from helpers import evaluation as ev
 from helpers import plots
 from helpers.app import report
+from helpers.runs import read_runs
 
 # ------------------------------------------------------------------ fake but valid artifacts
 
@@ -144,7 +145,7 @@ def outputs(tmp_path) -> Path:
 
 def test_read_runs_reads_every_finished_run_and_notes_the_rest(outputs):
     with pytest.warns(UserWarning, match="unfinished"):
-        runs = ev.read_runs(outputs)
+        runs = read_runs(outputs)
     assert sorted((r.dataset, r.model) for r in runs) == [
         ("covid-ct", "resnet50"),
         ("synthetic", "densenet121"),
@@ -154,12 +155,12 @@ def test_read_runs_reads_every_finished_run_and_notes_the_rest(outputs):
     assert run.synthetic and run.weights is None and run.dataset_info["modality"] == "xray"
     assert set(run.predictions["split"]) == {"val", "test"}
     assert run.threshold == json.loads((run.path / "metrics.json").read_text())["threshold"]
-    assert [r.model for r in ev.read_runs(outputs, dataset="covid-ct")] == ["resnet50"]
+    assert [r.model for r in read_runs(outputs, dataset="covid-ct")] == ["resnet50"]
 
 
 def test_comparison_table_has_intervals_and_the_baseline(outputs):
     with pytest.warns(UserWarning):
-        runs = ev.read_runs(outputs)
+        runs = read_runs(outputs)
     table = ev.comparison_table(runs, n_boot=300)
     assert table["model"].tolist().count(ev.BASELINE) == 2  # one per dataset
     for name in ("auc", "sensitivity", "specificity", "ppv", "npv", "f1"):
@@ -179,7 +180,7 @@ def test_comparison_table_has_intervals_and_the_baseline(outputs):
 def test_baseline_follows_the_training_majority(tmp_path):
     write_dataset_info(tmp_path, "synthetic", synthetic=True, modality="xray", train=(300, 100))
     write_run(tmp_path, "synthetic", "small_cnn")
-    table = ev.comparison_table(ev.read_runs(tmp_path), n_boot=50)
+    table = ev.comparison_table(read_runs(tmp_path), n_boot=50)
     baseline = table.iloc[-1]
     assert baseline["sensitivity"] == 1.0 and baseline["specificity"] == 0.0
     assert "always COVID" in baseline["threshold_rule"]
@@ -190,7 +191,7 @@ def test_baseline_follows_the_training_majority(tmp_path):
 
 def test_evaluation_figures_mark_synthetic_data(outputs):
     with pytest.warns(UserWarning):
-        runs = ev.read_runs(outputs)
+        runs = read_runs(outputs)
     synthetic = [r for r in runs if r.dataset == "synthetic"]
     figures = [
         plots.plot_roc_pr(synthetic),

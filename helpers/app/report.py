@@ -13,6 +13,7 @@ import argparse
 import base64
 import html
 import io
+import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -24,21 +25,10 @@ import numpy as np
 import pandas as pd
 
 from helpers import paths
-from helpers.constants import DISCLAIMER
-from helpers.evaluation import (
-    BASELINE,
-    NEGATIVE,
-    NOT_RUN_FOLDERS,
-    POSITIVE,
-    Run,
-    comparison_table,
-    format_comparison,
-    predictive_values,
-    read_dataset_info,
-    read_json,
-    read_runs,
-)
+from helpers.constants import DISCLAIMER, NEGATIVE, POSITIVE
+from helpers.evaluation import BASELINE, comparison_table, format_comparison, predictive_values
 from helpers.plots import plot_confusion_matrices, plot_roc_pr
+from helpers.runs import NOT_RUN_FOLDERS, Run, read_dataset_info, read_external, read_runs
 
 FILES = "report_files"
 NO_PRETRAINING = {"scratch"}  # trained from scratch by design; None or "random" means lost ImageNet weights
@@ -230,7 +220,7 @@ def _datasets(root: Path, runs: list[Run]) -> dict[str, dict | None]:
     """Every dataset with runs or a dataset.json: X-ray first, then CT."""
     names = {run.dataset for run in runs}
     names |= {p.parent.name for p in root.glob("*/dataset.json") if p.parent.name not in NOT_RUN_FOLDERS}
-    infos = {name: read_dataset_info(root, name) for name in names}
+    infos = {name: read_dataset_info(name, output_dir=root) for name in names}
     return dict(sorted(infos.items(), key=lambda item: (_modality(*item) != "xray", item[0])))
 
 
@@ -393,21 +383,9 @@ def _results_section(table: pd.DataFrame, runs: list[Run], datasets: dict, files
     return blocks
 
 
-def _external_records(root: Path) -> list[dict]:
-    records = []
-    for path in sorted(root.glob("*/external/*.json")):
-        content = read_json(path)
-        for record in content if isinstance(content, list) else [content]:
-            if isinstance(record, dict):
-                records.append({"file": f"{path.parent.parent.name}/external/{path.name}", **record})
-            elif record is not None:
-                warnings.warn(f"skipping an entry of {path}: not a JSON object", stacklevel=2)
-    return records
-
-
 def _external_section(root: Path, table: pd.DataFrame | None) -> list:
     """Models evaluated on a dataset from another source, next to their internal test AUC."""
-    records = _external_records(root)
+    records = read_external(root)
     if not records:
         return []
     internal = {} if table is None else {(r.dataset, r.model): r.auc for r in table.itertuples()}
@@ -434,8 +412,20 @@ def _external_section(root: Path, table: pd.DataFrame | None) -> list:
     ]
 
 
+def _read_timings(root: Path):
+    """``outputs/notebooks/timings.json`` as written by ``run-all``; None (warned) when unreadable."""
+    path = root / "notebooks" / "timings.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        warnings.warn(f"{path} is not readable JSON ({error}); run `python -m helpers run-all` again", stacklevel=2)
+        return None
+
+
 def _timings_section(root: Path) -> list:
-    timings = read_json(root / "notebooks" / "timings.json")
+    timings = _read_timings(root)
     if isinstance(timings, dict):
         timings = timings.get("notebooks", list(timings.values()))
     rows = [t for t in timings or [] if isinstance(t, dict)]

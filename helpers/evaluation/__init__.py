@@ -6,25 +6,25 @@ Confidence intervals resample *patients* (all images of a drawn patient go in),
 because images of one patient are not independent evidence. Thresholds are
 chosen on the validation split only; the test split is never used for a choice.
 
-Run artifacts (see ``docs/ARCHITECTURE.md``) are read with :func:`read_runs` and
-summarised with :func:`comparison_table`. No TensorFlow here.
+Runs (read with :func:`helpers.runs.read_runs`) are summarised with
+:func:`comparison_table`. No TensorFlow here.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from helpers import paths
 from helpers.constants import NEGATIVE, POSITIVE
+
+if TYPE_CHECKING:
+    from helpers.runs import Run
 
 METRICS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy")
 PREVALENCES = (0.01, 0.05, 0.2, 0.5)
@@ -307,122 +307,6 @@ def metrics_with_ci(
     table = pd.DataFrame(rows).set_index("metric")
     table.attrs.update(threshold=float(threshold), n_boot=n_boot, alpha=alpha, group=group)
     return table
-
-
-# ------------------------------------------------------------------------------- runs
-
-
-@dataclass
-class Run:
-    """One trained model's artifacts: ``outputs/<dataset>/<model>/``."""
-
-    dataset: str
-    model: str
-    path: Path
-    metrics: dict
-    predictions: pd.DataFrame
-    dataset_info: dict | None = field(default=None, repr=False)
-
-    @property
-    def synthetic(self) -> bool:
-        return bool(self.metrics.get("synthetic") or (self.dataset_info or {}).get("synthetic"))
-
-    @property
-    def weights(self) -> str | None:
-        return self.metrics.get("weights")
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold_and_rule()[0]
-
-    @property
-    def threshold_rule(self) -> str:
-        return self._threshold_and_rule()[1]
-
-    def _threshold_and_rule(self) -> tuple[float, str]:
-        """The stored threshold (chosen on val); else Youden's J recomputed on the val rows; else 0.5."""
-        if self.metrics.get("threshold") is not None:
-            return float(self.metrics["threshold"]), str(self.metrics.get("threshold_rule") or "stored")
-        val = self.split("val")
-        if 0 < to_binary(val["y_true"]).sum() < len(val):
-            return choose_threshold(val["y_true"], val["probability"]), "youden on val, recomputed"
-        return 0.5, "default 0.5, none stored"
-
-    def split(self, name: str) -> pd.DataFrame:
-        """The prediction rows of one split (``val`` or ``test``)."""
-        return self.predictions[self.predictions["split"] == name]
-
-
-def read_json(path: Path):
-    """The parsed JSON file, or ``None`` (with a warning) when it is missing or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        warnings.warn(f"skipping {path}: not readable JSON ({error})", stacklevel=2)
-        return None
-
-
-def read_dataset_info(output_dir: Path, dataset: str) -> dict | None:
-    """``outputs/<dataset>/dataset.json`` (name, synthetic, modality, sizes, splits, notes) if present."""
-    info = read_json(Path(output_dir) / dataset / "dataset.json")
-    return info if isinstance(info, dict) else None
-
-
-def _read_run(folder: Path, dataset_info: dict | None) -> Run | None:
-    missing = [name for name in ("metrics.json", "predictions.csv") if not (folder / name).is_file()]
-    if missing:
-        warnings.warn(
-            f"skipping {folder}: no {' or '.join(missing)} (did its training finish?)", stacklevel=3
-        )
-        return None
-    metrics = read_json(folder / "metrics.json")
-    try:
-        predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str, "path": str},
-                                  float_precision="round_trip")
-    except (OSError, ValueError) as error:
-        warnings.warn(f"skipping {folder}: predictions.csv not readable ({error})", stacklevel=3)
-        return None
-    if not isinstance(metrics, dict):
-        warnings.warn(f"skipping {folder}: metrics.json does not hold a JSON object", stacklevel=3)
-        return None
-    lacking = sorted({"patient_id", "split", "y_true", "probability"} - set(predictions.columns))
-    if lacking:
-        warnings.warn(f"skipping {folder}: predictions.csv lacks the column(s) {lacking}", stacklevel=3)
-        return None
-    return Run(
-        dataset=str(metrics.get("dataset") or folder.parent.name),
-        model=str(metrics.get("model") or folder.name),
-        path=folder,
-        metrics=metrics,
-        predictions=predictions,
-        dataset_info=dataset_info,
-    )
-
-
-NOT_RUN_FOLDERS = {"external", "notebooks", "report_files"}
-
-
-def read_runs(output_dir: Path | None = None, dataset: str | None = None) -> list[Run]:
-    """Every ``outputs/<dataset>/<model>/`` with ``metrics.json`` and ``predictions.csv``.
-
-    Folders missing either are skipped with a warning. ``dataset`` limits the search to one dataset.
-    """
-    root = Path(output_dir) if output_dir is not None else paths.output_dir()
-    datasets = [root / dataset] if dataset else sorted(p for p in root.glob("*") if p.is_dir())
-    runs = []
-    for folder in datasets:
-        if folder.name in NOT_RUN_FOLDERS or not folder.is_dir():
-            continue
-        info = read_dataset_info(root, folder.name)
-        for model_folder in sorted(
-            p for p in folder.iterdir() if p.is_dir() and p.name not in NOT_RUN_FOLDERS
-        ):
-            run = _read_run(model_folder, info)
-            if run is not None:
-                runs.append(run)
-    return runs
 
 
 # ------------------------------------------------------------------------- comparison

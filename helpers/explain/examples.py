@@ -9,34 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from helpers import paths
 from helpers.data.dataset import Dataset
-from helpers.evaluation import Run, binary_metrics, format_interval, metrics_with_ci, read_runs
+from helpers.evaluation import binary_metrics, format_interval, metrics_with_ci
 from helpers.images import load_images
-
-
-def runs_or_quick_cnn(dataset: Dataset, *, img_size: int = 128, epochs: int = 10, batch_size: int = 32) -> list[Run]:
-    """Every trained model of ``dataset`` under ``outputs/``; when there is none, train ``cnn-quick`` first."""
-    from helpers.models.train import train_quick_cnn
-
-    runs = read_runs(dataset=dataset.name)
-    if runs:
-        return runs
-    print(
-        f"No trained models under {paths.output_dir() / dataset.name}. For the full comparison run notebooks "
-        f"02 (CNN), 03 (transfer learning) and 04 (VGG16 + XGBoost) first with DATASET={dataset.requested!r}.\n"
-        f"Training a quick CNN now ({epochs} epochs at {img_size}px) so that this notebook runs on its own."
-    )
-    image_set = load_images(dataset, img_size)
-    train_quick_cnn(dataset, image_set, epochs=epochs, batch_size=batch_size, name="cnn-quick", verbose=2)
-    return read_runs(dataset=dataset.name)
+from helpers.runs import Run
 
 
 def gradcam_runs(runs: list[Run]) -> list[Run]:
     """The first CNN and the first transfer model with a saved Keras model (hybrids have none)."""
     from helpers.models import BACKBONES
 
-    saved = [run for run in runs if (run.path / "model.keras").is_file()]
+    saved = [run for run in runs if run.kind == "keras"]
     cnn = [run for run in saved if run.model.startswith("cnn")]
     transfer = [run for run in saved if run.model in BACKBONES]
     return cnn[:1] + transfer[:1]
@@ -77,12 +60,10 @@ def outcome_gradcam(
 
     The figure: ``helpers.plots.plot_outcome_gradcam(run, examples, images, heatmaps)``.
     """
-    import keras
-
     from helpers.explain.gradcam import gradcam
     from helpers.models import input_size
 
-    model = keras.models.load_model(run.path / "model.keras")
+    model = run.keras_model()
     image_set = load_images(dataset, size or input_size(model), progress=False)
     where = pd.Series(np.arange(len(image_set)), index=image_set.manifest["path"])
     examples = outcome_examples(run, n=n)

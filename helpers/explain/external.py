@@ -10,10 +10,6 @@ external validation. Keras is imported by the functions that load or run a model
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
@@ -22,11 +18,9 @@ from helpers.constants import MARKER_SUFFIX
 from helpers.data.dataset import Dataset, course_dataset
 from helpers.data.download import DownloadError
 from helpers.data.sources import SourceUnavailable
-from helpers.evaluation import Run, binary_metrics, bootstrap_ci, to_binary
+from helpers.evaluation import binary_metrics, bootstrap_ci, to_binary
 from helpers.images import ImageSet, load_images
-
-if TYPE_CHECKING:
-    import keras
+from helpers.runs import Run, read_metrics, save_external
 
 EXTERNAL_FOR = {"xray": "actualmed", "ct": "ieee8023-ct"}
 EXTERNAL_ALTERNATIVE = {"actualmed": "ieee8023", "ieee8023-ct": "covid-ct"}  # when the model trained on it
@@ -76,23 +70,10 @@ def external_dataset(
     return external, None
 
 
-def _load(model) -> tuple[keras.Model, dict]:
-    """A Keras model and its run's metrics.json (empty when a model object or a bare file is given)."""
-    import keras
-
-    if isinstance(model, keras.Model):
-        return model, {}
-    path = Path(model)
-    folder = path if path.is_dir() else path.parent
-    metrics_file = folder / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return keras.models.load_model(folder / "model.keras" if path.is_dir() else path), metrics
-
-
-def _stored_run(trained_on: str, name: str) -> dict:
-    """``metrics.json`` of ``outputs/<trained_on>/<name>/`` if it exists, else ``{}``."""
-    path = paths.output_dir() / trained_on / name / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _stored_metrics(trained_on: str, name: str) -> dict:
+    """``metrics.json`` of the run ``outputs/<trained_on>/<name>/``, or ``{}`` when there is no such run."""
+    folder = paths.output_dir() / trained_on / name
+    return read_metrics(folder) if folder.is_dir() else {}
 
 
 def _rows(image_set: ImageSet, split: str | None) -> tuple[np.ndarray, pd.DataFrame]:
@@ -109,9 +90,9 @@ def external_validation(
 ) -> dict:
     """Score a trained model on another source's images; write the record the report reads.
 
-    ``model`` is a Keras model, a run folder (``outputs/<dataset>/<model>/``) or a ``.keras``
-    file. The threshold is the one chosen on the model's own validation split (from its
-    ``metrics.json``): nothing is tuned on the external images. ``split`` limits the external
+    ``model`` is a :class:`helpers.runs.Run` or a Keras model (whose run, if saved, is found
+    by ``trained_on`` and ``name``). The threshold is the one chosen on the model's own
+    validation split (from its ``metrics.json``): nothing is tuned on the external images. ``split`` limits the external
     images to one split (None: all of them). Returns ``model, trained_on, evaluated_on, auc,
     sensitivity, specificity, n`` plus the AUC's patient-bootstrap interval, and writes it to
     ``outputs/<trained_on>/external/<model>-on-<external>.json`` when ``write``.
@@ -119,13 +100,13 @@ def external_validation(
     from helpers.models import input_size
     from helpers.models.train import predict
 
-    keras_model, metrics = _load(model)
+    keras_model, metrics = (model.keras_model(), model.metrics) if isinstance(model, Run) else (model, {})
     name = name or metrics.get("model") or keras_model.name
     trained_on = getattr(trained_on, "name", trained_on) or metrics.get("dataset")
     if trained_on is None:
         raise ValueError("say which dataset the model was trained on: trained_on='...'")
     if threshold is None:
-        threshold = (metrics or _stored_run(trained_on, name)).get("threshold")
+        threshold = (metrics or _stored_metrics(trained_on, name)).get("threshold")
         threshold = 0.5 if threshold is None else threshold
     if image_set.images.shape[1] != input_size(keras_model):
         raise ValueError(
@@ -148,9 +129,7 @@ def external_validation(
         "threshold": float(threshold), "synthetic": bool(external.synthetic),
     }
     if write:
-        folder = paths.output_dir() / trained_on / "external"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}-on-{external.name}.json").write_text(json.dumps(record, indent=2))
+        save_external(record)
     return record
 
 
@@ -158,7 +137,7 @@ def external_summary(records: list[dict]) -> pd.DataFrame:
     """Internal test AUC next to the external AUC for each record, and the drop between them."""
     rows = []
     for record in records:
-        internal = (_stored_run(record["trained_on"], record["model"]).get("test") or {}).get("auc")
+        internal = (_stored_metrics(record["trained_on"], record["model"]).get("test") or {}).get("auc")
         external = record["auc"]
         rows.append({
             "model": record["model"], "trained on": record["trained_on"],
@@ -173,17 +152,14 @@ def external_summary(records: list[dict]) -> pd.DataFrame:
 def validate_runs_externally(
     runs: list[Run], external: Dataset, *, split: str | None = None, n_boot: int = 1000,
 ) -> list[dict]:
-    """:func:`external_validation` of every Keras run (``model.keras``) at its own input size."""
-    import keras
-
+    """:func:`external_validation` of every Keras run at its own input size (hybrids are left out)."""
     from helpers.models import input_size
 
     records = []
     for run in runs:
-        if not (run.path / "model.keras").is_file():
-            print(f"{run.model}: no model.keras (not a Keras model), left out of external validation")
+        if run.kind != "keras":
+            print(f"{run.model}: no Keras model (a hybrid?), left out of external validation")
             continue
-        size = run.metrics.get("img_size") or input_size(keras.models.load_model(run.path / "model.keras"))
-        image_set = load_images(external, int(size), progress=False)
-        records.append(external_validation(run.path, external, image_set, split=split, n_boot=n_boot))
+        image_set = load_images(external, input_size(run.keras_model()), progress=False)
+        records.append(external_validation(run, external, image_set, split=split, n_boot=n_boot))
     return records

@@ -13,8 +13,8 @@ from helpers.explain.gradcam import overlay
 from helpers.plots import synthetic_title
 
 if TYPE_CHECKING:
-    from helpers.evaluation import Run
     from helpers.explain.shortcut import TagView
+    from helpers.runs import Run
 
 
 def plot_gradcam_grid(

@@ -2,7 +2,7 @@
 
 :func:`train_xgboost` (``xgboost.XGBClassifier``, early stopping on the validation split) or
 :func:`train_logistic` (scikit-learn, ``C`` chosen on the validation split); :func:`save_hybrid`
-writes the run's artifacts through :func:`helpers.models.train.save_run`, the classifier and
+writes the run's artifacts through :func:`helpers.runs.save_run`, the classifier and
 ``features.json`` (the extractor's settings); :func:`load_hybrid` reloads both halves.
 
 The XGBoost model is saved in XGBoost's own format (``model.ubj``). The logistic regression
@@ -28,9 +28,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from helpers.files import atomic_path, write_text
 from helpers.models.hybrid.features import FEATURE_VERSION, Features, backbone_features, feature_extractor
-from helpers.models.train import predictions_frame, save_run
 from helpers.paths import run_dir
+from helpers.runs import predictions_frame, save_run
 
 LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 CLASSIFIER_FILES = {"xgboost": "model.ubj", "logistic": "model.joblib"}
@@ -134,11 +135,13 @@ def save_hybrid(
     """
     folder = run_dir(dataset.name, name)
     kind = _kind(model)
-    (folder / "features.json").write_text(json.dumps({**features.spec(), "classifier": kind}, indent=2))
-    if kind == "xgboost":
-        model.save_model(folder / CLASSIFIER_FILES[kind])
-    else:
-        joblib.dump(model, folder / CLASSIFIER_FILES[kind])
+    write_text(folder / "features.json", json.dumps({**features.spec(), "classifier": kind}, indent=2))
+    file = folder / CLASSIFIER_FILES[kind]
+    with atomic_path(file, suffix=file.suffix) as part:  # XGBoost chooses its format by the file's extension
+        if kind == "xgboost":
+            model.save_model(part)
+        else:
+            joblib.dump(model, part)
     hybrid = load_hybrid(folder)
     probabilities = {s: hybrid.predict_features(features.split(s)[0]) for s in ("val", "test")}
     info = info or {}
