@@ -1,28 +1,19 @@
 """The run artifacts ``outputs/<dataset>/<model>/``: written and read here, nowhere else.
 
-A run folder holds
-
 - ``metrics.json`` (required): ``model``, ``dataset``, ``synthetic``, ``modality``, ``weights``,
-  ``threshold`` (chosen on the validation split) and ``threshold_rule``, ``img_size``,
-  ``gradcam_layer``, the ``val`` and ``test`` metrics, ``test_fingerprint`` (which test images
-  were scored: :func:`helpers.data.test_fingerprint`), ``max_per_class`` (the dataset's cap, if it
-  has one), ``n_images``, ``epochs``, ``train_seconds``, ``params``, ``environment``;
-- ``predictions.csv`` (required): ``path, patient_id, split, label, y_true, probability`` of the
-  val and test images;
-- ``history.json``: the training curves;
-- a model file: ``model.keras`` (kind ``"keras"``), or ``model.ubj`` (XGBoost) / ``model.json``
-  (logistic regression) next to ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
+  ``threshold`` (chosen on val), ``threshold_rule``, ``img_size``, ``gradcam_layer``, ``val`` and
+  ``test`` metrics, ``test_fingerprint`` (:func:`helpers.data.test_fingerprint`), ``max_per_class``
+  (the dataset's cap, if any), ``n_images``, ``epochs``, ``train_seconds``, ``params``, ``environment``;
+- ``predictions.csv`` (required): ``path, patient_id, split, label, y_true, probability`` (val and test);
+- ``history.json``; a model file: ``model.keras`` (kind ``"keras"``), or ``model.ubj`` (XGBoost) /
+  ``model.json`` (logistic) beside ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
+  Beside the runs: ``<dataset>/dataset.json`` and ``<dataset>/external/*.json`` (external validation).
 
-Beside the runs: ``outputs/<dataset>/dataset.json`` (:meth:`helpers.data.Dataset.save`) and
-``outputs/<dataset>/external/*.json`` (external validation records).
-
-Writing: :func:`save_run` (``metrics.json`` last, so a crash leaves an unfinished run, never a
-mixed one), :func:`predictions_frame`, :func:`save_external`. :func:`quick_cnn` is the one
-"train a quick CNN unless there is one". Reading, one policy: :func:`read_metrics`,
-:func:`read_run` and :func:`load_history` raise :class:`RunError`, whose message names the file,
-what is wrong and what to do; :func:`read_runs` and :func:`run_folders` (for a model picker) warn
-once per unusable folder and skip it.
-
+Writing: :func:`save_run` (``metrics.json`` last: a crash leaves an unfinished run, never a mixed one),
+:func:`predictions_frame`, :func:`save_external`; :func:`quick_cnn` is the one "train a quick CNN
+unless there is one". Reading, one policy: :func:`read_metrics`, :func:`read_run` and :func:`load_history`
+raise :class:`RunError` (the message names the file, what is wrong and what to do); :func:`read_runs`,
+:func:`run_folders` (for a model picker) and :func:`read_external` warn once per unusable item and skip it.
 Imports without TensorFlow: Keras is imported inside the functions that need it.
 """
 
@@ -129,10 +120,9 @@ class Run:
 
 def model_file(folder: Path) -> Path | None:
     """``model.keras``, or a hybrid's classifier file when ``features.json`` is beside it; else None."""
-    folder = Path(folder)
     for name, kind in MODEL_FILES.items():
-        if (folder / name).is_file() and (kind == "keras" or (folder / "features.json").is_file()):
-            return folder / name
+        if (Path(folder) / name).is_file() and (kind == "keras" or (Path(folder) / "features.json").is_file()):
+            return Path(folder) / name
     return None
 
 
@@ -225,10 +215,6 @@ def _read_json(path: Path, *, fix: str = RETRAIN):
         raise RunError(f"{path} is not readable JSON ({error}); {fix}") from error
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def read_metrics(folder: Path) -> dict:
     """The run's ``metrics.json``; RunError when it is missing, unreadable, not an object or its threshold not a number."""
     path = Path(folder) / "metrics.json"
@@ -236,7 +222,8 @@ def read_metrics(folder: Path) -> dict:
     if not isinstance(metrics, dict):
         raise RunError(f"{path} holds a JSON {type(metrics).__name__}, not an object; {RETRAIN}")
     threshold = metrics.get("threshold")
-    if threshold is not None and not _is_number(threshold):
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+                                  or not math.isfinite(threshold)):
         raise RunError(f"{path}: the threshold {threshold!r} is not a number; {RETRAIN}")
     return metrics
 
@@ -282,46 +269,33 @@ def read_dataset_info(dataset: str, *, output_dir: Path | None = None) -> dict |
     return info if isinstance(info, dict) else None
 
 
-def _read_run(folder: Path, dataset_info: dict | None) -> Run:
-    metrics = read_metrics(folder)
-    return Run(
-        dataset=str(metrics.get("dataset") or folder.parent.name),
-        model=str(metrics.get("model") or folder.name),
-        path=folder,
-        metrics=metrics,
-        predictions=_read_predictions(folder),
-        dataset_info=dataset_info,
-    )
-
-
 def read_run(folder: Path) -> Run:
     """The run in ``folder`` (``outputs/<dataset>/<model>/``); RunError when it cannot be used."""
     folder = Path(folder)
-    return _read_run(folder, read_dataset_info(folder.parent.name, output_dir=folder.parent.parent))
+    metrics = read_metrics(folder)
+    return Run(dataset=str(metrics.get("dataset") or folder.parent.name), model=str(metrics.get("model") or folder.name),
+               path=folder, metrics=metrics, predictions=_read_predictions(folder),
+               dataset_info=read_dataset_info(folder.parent.name, output_dir=folder.parent.parent))
+
+
+def _folders(parent: Path) -> list[Path]:
+    """Sub-folders of ``parent`` that can hold runs (hidden ones, such as .ipynb_checkpoints, and NOT_RUN_FOLDERS not)."""
+    return sorted(p for p in parent.glob("*") if p.is_dir() and p.name not in NOT_RUN_FOLDERS and p.name[0] != ".")
 
 
 def _candidates(output_dir, dataset: str | None) -> Iterator[Path]:
-    """Every ``<dataset>/<model>/`` folder under the outputs (hidden and non-run folders left out)."""
-    def folders(parent: Path) -> list[Path]:
-        if not parent.is_dir():
-            return []
-        return sorted(p for p in parent.iterdir()
-                      if p.is_dir() and p.name not in NOT_RUN_FOLDERS and not p.name.startswith("."))
-
+    """Every ``<dataset>/<model>/`` folder under the outputs."""
     root = _root(output_dir)
-    for dataset_folder in [root / dataset] if dataset else folders(root):
-        yield from folders(dataset_folder)
+    for dataset_folder in [root / dataset] if dataset else _folders(root):
+        yield from _folders(dataset_folder)
 
 
 def read_runs(output_dir: Path | None = None, dataset: str | None = None) -> list[Run]:
     """Every usable run under the outputs folder (or of one ``dataset``); each unusable one is warned about once and skipped."""
-    runs, infos = [], {}
+    runs = []
     for folder in _candidates(output_dir, dataset):
-        name = folder.parent.name
-        if name not in infos:
-            infos[name] = read_dataset_info(name, output_dir=folder.parent.parent)
         try:
-            runs.append(_read_run(folder, infos[name]))
+            runs.append(read_run(folder))
         except RunError as error:
             warnings.warn(f"skipped: {error}", stacklevel=2)
     return runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def write_run(
     images: int = 3,
     separation: float = 2.0,
     seed: int = 0,
+    fingerprint: str | None = None,
 ) -> Path:
     """``outputs/<dataset>/<model>/`` with predictions.csv and metrics.json as training writes them."""
     rng = np.random.default_rng(seed)
@@ -72,6 +74,7 @@ def write_run(
         "n_parameters": 12345,
         "params": {"batch_size": 16},
         "environment": {"python": "3.11.9", "tensorflow": "2.17.0", "device": {"kind": "CPU"}},
+        **({"test_fingerprint": fingerprint} if fingerprint else {}),
     }
     folder = root / dataset / model
     folder.mkdir(parents=True)
@@ -175,6 +178,7 @@ def test_comparison_table_has_intervals_and_the_baseline(outputs):
     shown = ev.format_comparison(table)
     assert re.fullmatch(r"0\.\d\d \(0\.\d\d-[01]\.\d\d\)", shown["AUC"].iloc[0])
     assert shown["Data"].tolist().count("SYNTHETIC") == 3
+    assert set(shown["Test set"]) == {"unknown"}  # these runs were saved without a test fingerprint
 
 
 def test_baseline_follows_the_training_majority(tmp_path):
@@ -184,6 +188,32 @@ def test_baseline_follows_the_training_majority(tmp_path):
     baseline = table.iloc[-1]
     assert baseline["sensitivity"] == 1.0 and baseline["specificity"] == 0.0
     assert "always COVID" in baseline["threshold_rule"]
+
+
+def banners(page: Path) -> list[str]:
+    return re.findall(r'<p class="banner">(.*?)</p>', page.read_text(encoding="utf-8"))
+
+
+def test_runs_on_another_test_set_are_flagged_in_the_table_and_the_report(tmp_path):
+    write_run(tmp_path, "synthetic", "small_cnn", fingerprint="aaaa")
+    write_run(tmp_path, "synthetic", "densenet121", fingerprint="aaaa", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same test set: compared silently
+        table = ev.comparison_table(read_runs(tmp_path), n_boot=50)
+        _, page = report.build_report(tmp_path, n_boot=50)
+    assert set(table["test_set"]) == {ev.SAME} and table.attrs["different_test_set"] == []
+    assert not any("DIFFERENT" in banner for banner in banners(page))
+
+    write_run(tmp_path, "synthetic", "a_capped_cnn", fingerprint="bbbb", n_patients=30, seed=2)  # another cap
+    with pytest.warns(UserWarning, match="synthetic/a_capped_cnn: scored on other test images"):
+        table = ev.comparison_table(read_runs(tmp_path), n_boot=50)
+    assert dict(zip(table["model"], table["test_set"], strict=True)) == {
+        "a_capped_cnn": ev.DIFFERENT, "densenet121": ev.SAME, "small_cnn": ev.SAME, ev.BASELINE: ev.SAME}
+    assert table.attrs["different_test_set"] == ["synthetic/a_capped_cnn"]
+    baseline = table[table["model"] == ev.BASELINE].iloc[0]
+    assert baseline["n_images"] == 135  # the reference runs' 45 test patients, not the capped run's 30
+    _, page = report.build_report(tmp_path, n_boot=50)
+    assert any("DIFFERENT test set" in b and "synthetic/a_capped_cnn" in b for b in banners(page))
 
 
 # ----------------------------------------------------------------------------------- figures
@@ -268,6 +298,13 @@ def test_report_is_self_contained_and_complete(outputs):
     assert "| Model | AUC |" in md and "WARNING" in md and report.DISCLAIMER in md
     linked = re.findall(r"\]\((report_files/[^)]+\.png)\)", md)
     assert len(linked) == 4 and all((outputs / link).is_file() for link in linked)
+
+
+def test_report_escapes_what_it_shows(tmp_path):
+    write_run(tmp_path, "covid-ct", "cnn<b>", synthetic=False, weights="imagenet")
+    _, page = report.build_report(tmp_path, n_boot=50)
+    text = page.read_text(encoding="utf-8")
+    assert "cnn&lt;b&gt;" in text and "cnn<b>" not in text
 
 
 def test_no_banner_for_real_data_with_imagenet_weights(tmp_path):

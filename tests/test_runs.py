@@ -139,6 +139,7 @@ def test_external_records_round_trip_and_bad_entries_are_warned(tmp_path):
         ("synthetic/external/cnn-on-actualmed.json", "cnn"), ("synthetic/external/list.json", "vgg")]
 
 
+@pytest.mark.slow
 def test_quick_cnn_trains_when_there_is_none_and_reuses_it(tmp_path, capsys):
     from helpers.data import course_dataset
     from helpers.images import load_images
