@@ -17,6 +17,7 @@ Its figures are in :mod:`helpers.plots.hybrid`.
 """
 
 from helpers.models.hybrid.classifier import (
+    CLASSIFIER_FILES,
     Hybrid,
     default_device,
     load_hybrid,
@@ -28,6 +29,6 @@ from helpers.models.hybrid.classifier import (
 from helpers.models.hybrid.features import Features, backbone_features, extract_features, feature_extractor
 
 __all__ = [
-    "Features", "Hybrid", "backbone_features", "default_device", "extract_features", "feature_extractor",
+    "CLASSIFIER_FILES", "Features", "Hybrid", "backbone_features", "default_device", "extract_features", "feature_extractor",
     "load_hybrid", "results_table", "save_hybrid", "train_logistic", "train_xgboost",
 ]
