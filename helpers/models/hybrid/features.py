@@ -21,7 +21,7 @@ from keras import layers
 
 from helpers.files import atomic_write
 from helpers.images import READER_VERSION, ImageSet
-from helpers.models.pipeline import make_pipeline
+from helpers.models.pipeline import labels_of, make_pipeline
 from helpers.models.transfer import backbone_on, backbone_spec, with_weights_fallback
 from helpers.paths import cache_file
 
@@ -57,7 +57,7 @@ class Features:
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Features and 0/1 labels (1 = COVID) of one split."""
         mask = (self.manifest["split"] == name).to_numpy()
-        return self.X[mask], (self.manifest.loc[mask, "label"] == "COVID").to_numpy(np.int32)
+        return self.X[mask], labels_of(self, name).astype(np.int32)
 
     def spec(self) -> dict:
         """What rebuilds the extractor (``features.json``)."""
