@@ -286,23 +286,14 @@ def _timings_section(root: Path) -> dict | None:
     return {"table": _table(table), "total": _duration(total)}
 
 
-def _flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
-    flat = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = str(value)
-    return flat
-
-
 def _environment_section(runs: list[Run]) -> dict | None:
     """Versions and device from each run's metrics.json; differing values are all listed."""
     values: dict[str, dict[str, None]] = {}
     for run in runs:
         environment = run.metrics.get("environment")
-        for key, value in _flatten(environment if isinstance(environment, dict) else {}).items():
-            values.setdefault(key, {})[value] = None
+        flat = pd.json_normalize(environment if isinstance(environment, dict) else {}, sep=".")
+        for key, value in flat.iloc[0].items():
+            values.setdefault(key, {})[str(value)] = None
     if not values:
         return None
     return _table(pd.DataFrame({"": list(values), "value": [" | ".join(v) for v in values.values()]}))
