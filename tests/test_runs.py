@@ -61,6 +61,25 @@ def test_save_then_read_round_trip(tmp_path):
     assert not list(run.path.glob(".*"))  # no temporary file left behind
 
 
+def test_a_failed_save_leaves_an_unfinished_run_never_a_mixed_one(tmp_path):
+    folder = saved_run(tmp_path)  # a complete run, then a retraining whose save fails half-way
+
+    class FailingModel:
+        def count_params(self):
+            return 1
+
+        def save(self, path):
+            Path(path).write_bytes(b"half a model")
+            raise OSError("disk full")
+
+    dataset, predictions = fake_dataset()
+    with pytest.raises(OSError, match="disk full"):
+        runs.save_run("cnn", dataset=dataset, predictions=predictions, model=FailingModel(), output_dir=tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["history.json", "predictions.csv"]  # no temporary file
+    with pytest.raises(runs.RunError, match="metrics.json is missing"):
+        runs.read_run(folder)
+
+
 def test_model_kinds(tmp_path):
     folder = saved_run(tmp_path)
     (folder / "model.ubj").write_bytes(b"")
