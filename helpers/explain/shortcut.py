@@ -31,10 +31,9 @@ import numpy as np
 import pandas as pd
 
 from helpers import explain, paths
-from helpers.constants import MARKER_SUFFIX
+from helpers.data import SourceUnavailable, base_name, get_source, marker_variant
 from helpers.data.dataset import Dataset, course_dataset
 from helpers.data.download import DownloadError
-from helpers.data.sources import SourceUnavailable
 from helpers.evaluation import (
     binary_metrics,
     bootstrap_ci,
@@ -178,15 +177,11 @@ def shortcut_experiment(
 # ----------------------------------------------------------------- external validation
 
 
-def _is_synthetic_name(name: str) -> bool:
-    return name.removesuffix(MARKER_SUFFIX) in ("synthetic", "synthetic-ct")
-
-
 def external_dataset_name(dataset: Dataset) -> str:
     """The "second hospital" for models trained on ``dataset`` (see the module docstring)."""
-    if _is_synthetic_name(dataset.name):
-        tagged = dataset.name.endswith(MARKER_SUFFIX)
-        return dataset.name.removesuffix(MARKER_SUFFIX) if tagged else dataset.name + MARKER_SUFFIX
+    base, tagged = base_name(dataset.name)
+    if get_source(base).synthetic:
+        return base if tagged else marker_variant(base)
     external = EXTERNAL_FOR[dataset.modality]
     return EXTERNAL_ALTERNATIVE.get(external, external) if dataset.name == external else external
 
@@ -202,9 +197,8 @@ def external_dataset(
     source with ``dataset``.
     """
     name = external_dataset_name(dataset)
-    if _is_synthetic_name(name):
-        base, marker = name.removesuffix(MARKER_SUFFIX), name.endswith(MARKER_SUFFIX)
-        external = course_dataset(base, smoke=smoke, marker=marker, max_per_class=max_per_class, **options)
+    if get_source(base_name(name)[0]).synthetic:
+        external = course_dataset(name, smoke=smoke, max_per_class=max_per_class, **options)
         if set(external.split("test")["patient_id"]) != set(dataset.split("test")["patient_id"]):
             print(f"External validation skipped: {name!r} was generated with other options than {dataset.name!r} "
                   "(its test patients differ); pass the same options.")

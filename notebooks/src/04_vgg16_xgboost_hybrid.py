@@ -20,7 +20,7 @@
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
 SMOKE = False  # True: tiny images and data, about a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data / random weights
-MAX_PER_CLASS = 1000  # flattened features grow with images x 25,088; None: every image (GBs for the full set)
+MAX_PER_CLASS = None  # course-wide, as in 02, 03 and 05 (one test set); "flatten" holds images x 25,088 floats: GBs in full
 IMG_SIZE = 224  # VGG16's native size; the flattened map is (IMG_SIZE / 32)^2 x 512 numbers
 BATCH_SIZE = 32
 WEIGHTS = "imagenet"  # None: random initialisation (what happens offline, loudly)
