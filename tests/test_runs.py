@@ -80,6 +80,21 @@ def test_a_failed_save_leaves_an_unfinished_run_never_a_mixed_one(tmp_path):
         runs.read_run(folder)
 
 
+def test_a_run_gets_the_dataset_record_of_its_test_set(tmp_path):
+    from helpers.data.dataset import saved_files
+
+    dataset, _ = fake_dataset()
+    uncapped, capped = (saved_files(dataset.name, cap, root=tmp_path)[0] for cap in (None, 10))
+    uncapped.parent.mkdir(parents=True)
+    uncapped.write_text(json.dumps({"max_per_class": None, "test_fingerprint": "another test set"}))
+    capped.write_text(json.dumps({"max_per_class": 10, "test_fingerprint": dataset.test_fingerprint}))
+    folder = saved_run(tmp_path)
+    assert runs.read_run(folder).dataset_info["max_per_class"] == 10  # found by its fingerprint, whatever the cap
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "test_fingerprint": None}))
+    assert runs.read_run(folder).dataset_info["test_fingerprint"] == "another test set"  # an older run: its cap's
+
+
 def test_model_kinds(tmp_path):
     folder = saved_run(tmp_path)
     (folder / "model.ubj").write_bytes(b"")
