@@ -6,7 +6,7 @@
   (the dataset's cap, if any), ``n_images``, ``epochs``, ``train_seconds``, ``params``, ``environment``;
 - ``predictions.csv`` (required): ``path, patient_id, split, label, y_true, probability`` (val and test);
 - ``history.json``; a model file: ``model.keras`` (kind ``"keras"``), or ``model.ubj`` (XGBoost) /
-  ``model.json`` (logistic) beside ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
+  ``model.joblib`` (logistic) beside ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
   Beside the runs: ``<dataset>/dataset*.json`` (:func:`helpers.data.dataset_info`; a run gets the record of
   its test set) and ``<dataset>/external/*.json`` (external validation).
 
@@ -39,7 +39,8 @@ from helpers.files import atomic_path, atomic_write, write_text
 
 PREDICTION_COLUMNS = ("path", "patient_id", "split", "label", "y_true", "probability")
 REQUIRED_COLUMNS = ("patient_id", "split", "y_true", "probability")
-MODEL_FILES = {"model.keras": "keras", "model.ubj": "hybrid", "model.json": "hybrid"}
+# helpers.models.hybrid's CLASSIFIER_FILES (XGBoost, logistic regression; model.json: logistic runs saved before joblib)
+MODEL_FILES = {"model.keras": "keras", "model.ubj": "hybrid", "model.joblib": "hybrid", "model.json": "hybrid"}
 NOT_RUN_FOLDERS = {"external", "notebooks", "report_files", "demo"}  # demo: the upload demo's own quick models
 # Exact floats from CSV: pandas 2 (Colab) needs float_precision="round_trip"; pandas 3 is exact and deprecates it.
 EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
