@@ -6,8 +6,9 @@
   (the dataset's cap, if any), ``n_images``, ``epochs``, ``train_seconds``, ``params``, ``environment``;
 - ``predictions.csv`` (required): ``path, patient_id, split, label, y_true, probability`` (val and test);
 - ``history.json``; a model file: ``model.keras`` (kind ``"keras"``), or ``model.ubj`` (XGBoost) /
-  ``model.json`` (logistic) beside ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
-  Beside the runs: ``<dataset>/dataset.json`` and ``<dataset>/external/*.json`` (external validation).
+  ``model.joblib`` (logistic) beside ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
+  Beside the runs: ``<dataset>/dataset*.json`` (:func:`helpers.data.dataset_info`; a run gets the record of
+  its test set) and ``<dataset>/external/*.json`` (external validation).
 
 Writing: :func:`save_run` (``metrics.json`` last: a crash leaves an unfinished run, never a mixed one),
 :func:`predictions_frame`, :func:`save_external`; :func:`quick_cnn` is the one "train a quick CNN
@@ -31,13 +32,15 @@ import pandas as pd
 
 from helpers import paths
 from helpers.constants import POSITIVE
+from helpers.data import dataset_info
 from helpers.environment import versions
 from helpers.evaluation import binary_metrics, choose_threshold, to_binary
 from helpers.files import atomic_path, atomic_write, write_text
 
 PREDICTION_COLUMNS = ("path", "patient_id", "split", "label", "y_true", "probability")
 REQUIRED_COLUMNS = ("patient_id", "split", "y_true", "probability")
-MODEL_FILES = {"model.keras": "keras", "model.ubj": "hybrid", "model.json": "hybrid"}
+# helpers.models.hybrid's CLASSIFIER_FILES (XGBoost, logistic regression; model.json: logistic runs saved before joblib)
+MODEL_FILES = {"model.keras": "keras", "model.ubj": "hybrid", "model.joblib": "hybrid", "model.json": "hybrid"}
 NOT_RUN_FOLDERS = {"external", "notebooks", "report_files", "demo"}  # demo: the upload demo's own quick models
 # Exact floats from CSV: pandas 2 (Colab) needs float_precision="round_trip"; pandas 3 is exact and deprecates it.
 EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -252,21 +255,12 @@ def _read_predictions(folder: Path) -> pd.DataFrame:
     return frame
 
 
-def read_dataset_info(dataset: str, *, output_dir: Path | None = None) -> dict | None:
-    """``outputs/<dataset>/dataset.json`` (name, synthetic, modality, sizes, splits, notes), None if absent.
-
-    An unreadable file is warned about and treated as absent: it is a summary, rewritten by every
-    ``load_dataset``.
-    """
-    path = _root(output_dir) / dataset / "dataset.json"
-    if not path.is_file():
-        return None
-    try:
-        info = _read_json(path, fix="load the dataset again (any notebook's first cells rewrite it)")
-    except RunError as error:
-        warnings.warn(str(error), stacklevel=2)
-        return None
-    return info if isinstance(info, dict) else None
+def _dataset_info(folder: Path, metrics: dict) -> dict | None:
+    """The ``dataset.json`` record (:func:`helpers.data.dataset_info`) of the run's test set, else of its cap."""
+    name, root = folder.parent.name, folder.parent.parent
+    if metrics.get("test_fingerprint"):
+        return dataset_info(name, fingerprint=metrics["test_fingerprint"], root=root)
+    return dataset_info(name, metrics.get("max_per_class"), root=root)
 
 
 def read_run(folder: Path) -> Run:
@@ -275,7 +269,7 @@ def read_run(folder: Path) -> Run:
     metrics = read_metrics(folder)
     return Run(dataset=str(metrics.get("dataset") or folder.parent.name), model=str(metrics.get("model") or folder.name),
                path=folder, metrics=metrics, predictions=_read_predictions(folder),
-               dataset_info=read_dataset_info(folder.parent.name, output_dir=folder.parent.parent))
+               dataset_info=_dataset_info(folder, metrics))
 
 
 def _folders(parent: Path) -> list[Path]:

@@ -289,6 +289,7 @@ def test_report_is_self_contained_and_complete(outputs):
         "03_small_cnn.ipynb",
         "1 h 01 min",
         "tensorflow",
+        "device.kind",
         "unfinished",
         "3 images with unknown view",
     ):

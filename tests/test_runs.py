@@ -61,6 +61,40 @@ def test_save_then_read_round_trip(tmp_path):
     assert not list(run.path.glob(".*"))  # no temporary file left behind
 
 
+def test_a_failed_save_leaves_an_unfinished_run_never_a_mixed_one(tmp_path):
+    folder = saved_run(tmp_path)  # a complete run, then a retraining whose save fails half-way
+
+    class FailingModel:
+        def count_params(self):
+            return 1
+
+        def save(self, path):
+            Path(path).write_bytes(b"half a model")
+            raise OSError("disk full")
+
+    dataset, predictions = fake_dataset()
+    with pytest.raises(OSError, match="disk full"):
+        runs.save_run("cnn", dataset=dataset, predictions=predictions, model=FailingModel(), output_dir=tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["history.json", "predictions.csv"]  # no temporary file
+    with pytest.raises(runs.RunError, match="metrics.json is missing"):
+        runs.read_run(folder)
+
+
+def test_a_run_gets_the_dataset_record_of_its_test_set(tmp_path):
+    from helpers.data.dataset import saved_files
+
+    dataset, _ = fake_dataset()
+    uncapped, capped = (saved_files(dataset.name, cap, root=tmp_path)[0] for cap in (None, 10))
+    uncapped.parent.mkdir(parents=True)
+    uncapped.write_text(json.dumps({"max_per_class": None, "test_fingerprint": "another test set"}))
+    capped.write_text(json.dumps({"max_per_class": 10, "test_fingerprint": dataset.test_fingerprint}))
+    folder = saved_run(tmp_path)
+    assert runs.read_run(folder).dataset_info["max_per_class"] == 10  # found by its fingerprint, whatever the cap
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "test_fingerprint": None}))
+    assert runs.read_run(folder).dataset_info["test_fingerprint"] == "another test set"  # an older run: its cap's
+
+
 def test_model_kinds(tmp_path):
     folder = saved_run(tmp_path)
     (folder / "model.ubj").write_bytes(b"")

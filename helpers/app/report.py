@@ -29,10 +29,11 @@ from markupsafe import Markup, escape
 
 from helpers import paths
 from helpers.constants import DISCLAIMER, NEGATIVE, POSITIVE
-from helpers.evaluation import BASELINE, comparison_table, format_comparison, predictive_values
+from helpers.data import dataset_info
+from helpers.evaluation import BASELINE, comparison_table, format_comparison, predictive_values, reference_run
 from helpers.files import write_text
 from helpers.plots import plot_confusion_matrices, plot_roc_pr
-from helpers.runs import NOT_RUN_FOLDERS, Run, read_dataset_info, read_external, read_runs
+from helpers.runs import NOT_RUN_FOLDERS, Run, read_external, read_runs
 
 FILES = "report_files"
 TITLE = "COVID-19 detection in chest X-rays and CT: results"
@@ -135,10 +136,13 @@ def _modality(name: str, info: dict | None) -> str:
 
 
 def _datasets(root: Path, runs: list[Run]) -> dict[str, dict | None]:
-    """Every dataset with runs or a dataset.json: X-ray first, then CT."""
-    names = {run.dataset for run in runs}
-    names |= {p.parent.name for p in root.glob("*/dataset.json") if p.parent.name not in NOT_RUN_FOLDERS}
-    infos = {name: read_dataset_info(name, output_dir=root) for name in names}
+    """Every dataset with runs (with the record of their test set) or a dataset.json: X-ray first, then CT."""
+    by_dataset: dict[str, list[Run]] = {}
+    for run in runs:
+        by_dataset.setdefault(run.dataset, []).append(run)
+    infos = {name: reference_run(mine).dataset_info for name, mine in by_dataset.items()}
+    for name in sorted({p.parent.name for p in root.glob("*/dataset.json")} - NOT_RUN_FOLDERS - set(infos)):
+        infos[name] = dataset_info(name, root=root)
     return dict(sorted(infos.items(), key=lambda item: (_modality(*item) != "xray", item[0])))
 
 
@@ -286,23 +290,14 @@ def _timings_section(root: Path) -> dict | None:
     return {"table": _table(table), "total": _duration(total)}
 
 
-def _flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
-    flat = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = str(value)
-    return flat
-
-
 def _environment_section(runs: list[Run]) -> dict | None:
     """Versions and device from each run's metrics.json; differing values are all listed."""
     values: dict[str, dict[str, None]] = {}
     for run in runs:
         environment = run.metrics.get("environment")
-        for key, value in _flatten(environment if isinstance(environment, dict) else {}).items():
-            values.setdefault(key, {})[value] = None
+        flat = pd.json_normalize(environment if isinstance(environment, dict) else {}, sep=".")
+        for key, value in flat.iloc[0].items():
+            values.setdefault(key, {})[str(value)] = None
     if not values:
         return None
     return _table(pd.DataFrame({"": list(values), "value": [" | ".join(v) for v in values.values()]}))

@@ -5,7 +5,8 @@ replacement and takes all images of every drawn patient. Resample ``b`` draws
 ``rng.integers(0, n_patients, n_patients)`` from ``np.random.default_rng(seed)``, patients
 numbered in order of first appearance (:func:`patient_draws`). The metrics of all resamples
 are computed at once from per-patient counts (no resampled copies of the data): 1000 resamples
-of 3000 images take about half a second on one CPU core.
+of 3000 images take about half a second on one CPU core. Hand-written because
+``scipy.stats.bootstrap`` resamples observations, not clusters (patients) of them.
 """
 
 from __future__ import annotations

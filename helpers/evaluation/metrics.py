@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
+from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score, roc_curve
 
 from helpers.constants import NEGATIVE, POSITIVE
 
@@ -58,9 +58,7 @@ def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict:
     ``confusion_matrix`` is ``[[tn, fp], [fn, tp]]`` as in scikit-learn.
     """
     y, prob = to_binary(y_true), np.asarray(prob, float)
-    predicted = prob >= threshold
-    tp, fn = int(np.sum(predicted & (y == 1))), int(np.sum(~predicted & (y == 1)))
-    fp, tn = int(np.sum(predicted & (y == 0))), int(np.sum(~predicted & (y == 0)))
+    tn, fp, fn, tp = (int(count) for count in confusion_matrix(y, prob >= threshold, labels=[0, 1]).ravel())
     rates = {name: _optional(value) for name, value in confusion_rates(tn, fp, fn, tp).items()}
     return {
         "auc": float(roc_auc_score(y, prob)) if 0 < y.sum() < len(y) else None,

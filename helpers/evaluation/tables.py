@@ -27,17 +27,17 @@ BASELINE = "majority baseline"
 SAME, DIFFERENT, UNKNOWN = "same", "DIFFERENT", "unknown"
 
 
-def _train_labels(runs: list[Run]) -> tuple[np.ndarray, str]:
-    """Training labels for the majority baseline: from dataset.json, else the val rows.
+def _train_labels(run: Run) -> tuple[np.ndarray, str]:
+    """Training labels for the majority baseline: from the run's dataset.json record, else its val rows.
 
     The split is stratified by label, so the val majority is the train majority.
     """
-    info = runs[0].dataset_info or {}
+    info = run.dataset_info or {}
     train = (info.get("splits") or {}).get("train") or {}
     if train.get(POSITIVE) is not None or train.get(NEGATIVE) is not None:
         counts = [int(train.get(POSITIVE) or 0), int(train.get(NEGATIVE) or 0)]
         return np.repeat([1, 0], counts), "train"
-    return to_binary(runs[0].split("val")["y_true"]), "val"
+    return to_binary(run.split("val")["y_true"]), "val"
 
 
 def _table_row(predictions: pd.DataFrame, threshold: float, *, n_boot: int, seed: int, alpha: float) -> dict:
@@ -63,8 +63,8 @@ def _test_set(fingerprint: str | None, reference: str | None) -> str:
     return SAME if fingerprint == reference else DIFFERENT
 
 
-def _baseline_row(runs: list[Run], reference: Run, split: str, *, n_boot: int, seed: int, alpha: float) -> dict:
-    labels, source = _train_labels(runs)
+def _baseline_row(reference: Run, split: str, *, n_boot: int, seed: int, alpha: float) -> dict:
+    labels, source = _train_labels(reference)
     majority = majority_class(labels)
     rows = reference.split(split).assign(probability=float(majority))
     return {
@@ -111,7 +111,7 @@ def comparison_table(
                 "test_set": test_set,
                 **_table_row(run.split(split), run.threshold, n_boot=n_boot, seed=seed, alpha=alpha),
             })
-        rows.append(_baseline_row(dataset_runs, reference, split, n_boot=n_boot, seed=seed, alpha=alpha))
+        rows.append(_baseline_row(reference, split, n_boot=n_boot, seed=seed, alpha=alpha))
     if different:
         warnings.warn(
             f"{', '.join(different)}: scored on other test images than the other runs of the dataset (another "

@@ -18,8 +18,7 @@
 # shows: biased datasets, no external validation, and models that learned the source of an image
 # rather than the disease (DeGrave et al. 2021).
 #
-# **Run time:** a few minutes on a Colab GPU; about 7 min on a 2-core CPU when it has to train both
-# of its quick CNNs (about 3 min when notebooks 02-04 have run); about a minute with `SMOKE=True`.
+# **Run time:** (filled in by tools/build_notebooks.py from notebooks/timings.json)
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
@@ -42,7 +41,9 @@ if SMOKE:
 # Notebooks 02-04 wrote one folder per trained model under `outputs/<dataset>/`: the model, its
 # validation and test predictions, and the threshold chosen on the validation split. This notebook
 # trains nothing it can read from there. If the folder is empty it says which notebooks to run and
-# trains a quick CNN itself, so that every section below still runs.
+# trains a quick CNN itself, so that every section below still runs. In Colab every notebook starts
+# in a new VM with an empty folder: `PERSIST = True` in the setup cell keeps the models of 02-04 in
+# your Google Drive, where this notebook finds them.
 
 # %%
 import matplotlib.pyplot as plt
