@@ -196,6 +196,9 @@ def test_saved_model_reloads_and_reproduces_predictions(setting, trained, kind):
         assert binary_metrics(part["y_true"], part["probability"], metrics["threshold"]) == metrics[split]
     pixels = np.concatenate([images.images[(images.manifest["split"] == s).to_numpy()] for s in ("val", "test")])
     np.testing.assert_allclose(reloaded.predict(pixels[:16]), recorded["probability"][:16], atol=1e-5)
+    (folder / hybrid.CLASSIFIER_FILES[kind]).unlink()  # as in a run saved before this format
+    with pytest.raises(ValueError, match="train the model again"):
+        hybrid.load_hybrid(folder)
 
 
 def test_figures_and_table(setting, trained):

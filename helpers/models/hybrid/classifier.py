@@ -182,6 +182,8 @@ def load_hybrid(folder: Path | str) -> Hybrid:
         raise ValueError(f"{folder}: features version {spec.get('feature_version')} does not match this course's "
                          f"{FEATURE_VERSION}; train the model again")
     file = folder / CLASSIFIER_FILES[spec["classifier"]]
+    if not file.is_file():  # e.g. a logistic regression saved as model.json before the course used joblib
+        raise ValueError(f"{folder}: no {file.name} beside features.json; train the model again")
     if spec["classifier"] == "xgboost":
         classifier = xgboost.XGBClassifier()
         classifier.load_model(file)
