@@ -1,0 +1,170 @@
+"""The lessons written out in the notebooks, kept equal to their reference twins in ``helpers``.
+
+A notebook's lesson code (the CNN of 02, Grad-CAM of 05) lives in a code cell
+with a ``lesson-*`` tag. These tests take that cell from the built notebook,
+execute it, and compare what it builds or computes with the tested helper:
+``helpers.models.build_cnn`` and ``helpers.explain.gradcam``. A learner may
+change the cell; the course's copy must not drift from the helper.
+"""
+
+from __future__ import annotations
+
+import keras
+import nbformat
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from helpers.data.synthetic import make_image
+from helpers.explain import gradcam
+from helpers.models import build_cnn, build_transfer, gradcam_layer
+
+NOTEBOOKS = ROOT / "notebooks"
+# Layer settings that make two layers the same computation (names and dtypes are compared separately).
+CONFIG_KEYS = ("filters", "kernel_size", "strides", "padding", "use_bias", "momentum", "epsilon", "center", "scale",
+               "rate", "units", "activation", "factor", "height_factor", "width_factor", "fill_mode", "fill_value",
+               "interpolation", "pool_size", "value_range", "seed", "data_format")
+
+
+def lesson_cell(notebook: str, tag: str) -> str:
+    """The source of the one code cell of ``notebooks/<notebook>.ipynb`` tagged ``tag``."""
+    cells = [cell for cell in nbformat.read(NOTEBOOKS / f"{notebook}.ipynb", as_version=4).cells
+             if cell.cell_type == "code" and tag in cell.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{notebook} must have exactly one code cell tagged {tag!r}, found {len(cells)}"
+    return cells[0].source
+
+
+def run_lesson(notebook: str, *tags: str) -> dict:
+    """Execute the tagged cells of a notebook, in order, in one fresh namespace (imports as at the notebook's top)."""
+    namespace = {"keras": keras, "layers": keras.layers, "np": np}
+    exec("import tensorflow as tf", namespace)
+    for tag in tags:
+        exec(compile(lesson_cell(notebook, tag), f"{notebook}[{tag}]", "exec"), namespace)
+    return namespace
+
+
+# ------------------------------------------------------------------------------- 02: the CNN
+
+
+def layer_kind(layer) -> str:
+    """The layer's class, with the two ways of writing "divide by 255" counted as one."""
+    if type(layer).__name__ == "Preprocess" and layer.mode == "unit":
+        return "Rescaling(1/255)"
+    if isinstance(layer, keras.layers.Rescaling) and np.isclose(float(layer.scale), 1 / 255) and not layer.offset:
+        return "Rescaling(1/255)"
+    return type(layer).__name__
+
+
+def architecture(model: keras.Model) -> list[tuple]:
+    """Every layer (the augmentation's too): kind, name, output shape, parameter count, compute dtype, settings."""
+    rows = []
+    for layer in model.layers:
+        config = {} if layer_kind(layer) == "Rescaling(1/255)" else layer.get_config()  # the kind says it all
+        settings = {k: config[k] for k in CONFIG_KEYS if k in config}
+        rows.append((layer_kind(layer), layer.name, tuple(layer.output.shape), layer.count_params(),
+                     layer.dtype_policy.name, settings))
+        for inner in getattr(layer, "layers", []):
+            inner_config = inner.get_config()
+            rows.append((layer_kind(inner), f"{layer.name}/{type(inner).__name__}", None, inner.count_params(),
+                         inner.dtype_policy.name, {k: inner_config[k] for k in CONFIG_KEYS if k in inner_config}))
+    return rows
+
+
+def differences(mine: keras.Model, reference: keras.Model) -> list[str]:
+    """What differs between two models' architectures (empty when they are the same network)."""
+    a, b = architecture(mine), architecture(reference)
+    found = [f"layer {i}: notebook {x} != helpers {y}" for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if len(a) != len(b):
+        found.append(f"{len(a)} layers in the notebook, {len(b)} in helpers")
+    if mine.count_params() != reference.count_params():
+        found.append(f"{mine.count_params()} parameters in the notebook, {reference.count_params()} in helpers")
+    return found
+
+
+@pytest.fixture(scope="module")
+def notebook_cnn():
+    namespace = run_lesson("02_cnn_from_scratch", "lesson-augment", "lesson-cnn")
+    return namespace["make_cnn"]
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_the_cnn_of_notebook_02_is_build_cnn(notebook_cnn, size):
+    mine, reference = notebook_cnn(size), build_cnn(size)
+    assert differences(mine, reference) == []
+    assert mine.name == reference.name == "cnn" and gradcam_layer(mine) == "last_conv"
+
+
+def test_the_two_cnns_compute_the_same_function(notebook_cnn):
+    """With the helper's weights copied in, the notebook's CNN gives the same probabilities (augmentation off)."""
+    mine, reference = notebook_cnn(64), build_cnn(64)
+    mine.set_weights(reference.get_weights())
+    images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(mine(images, training=False)),
+                               np.asarray(reference(images, training=False)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("change", [{"filters": (16, 32, 64)}, {"filters": (16, 32, 64, 64)}, {"dropout": 0.5},
+                                    {"seed": 1}])
+def test_the_comparison_catches_a_cnn_that_drifted(notebook_cnn, change):
+    assert differences(notebook_cnn(64, **change), build_cnn(64)), f"{change} went unnoticed"
+
+
+def test_the_comparison_catches_a_different_augmentation_or_pooling(notebook_cnn):
+    assert differences(notebook_cnn(64), build_cnn(64, augment=False))
+    flipped = keras.Sequential([keras.layers.RandomFlip("horizontal")], name="augment")
+    drifted = run_lesson("02_cnn_from_scratch", "lesson-augment", "lesson-cnn")
+    drifted["make_augmentation"] = lambda seed=42: flipped
+    assert differences(drifted["make_cnn"](64), build_cnn(64))
+
+
+# ---------------------------------------------------------------------------- 05: Grad-CAM
+
+
+@pytest.fixture(scope="module")
+def notebook_gradcam():
+    return run_lesson("05_evaluation_and_explainability", "lesson-gradcam")["grad_cam"]
+
+
+@pytest.fixture(scope="module")
+def chest_images():
+    return np.stack([np.asarray(make_image(modality="xray", covid=c, severity=0.3, size=64, seed=s), np.uint8)
+                     for c, s in ((True, 1), (False, 2), (True, 3))])
+
+
+def positive_head(model: keras.Model) -> keras.Model:
+    """An untrained model whose head weighs every channel positively, so that its maps are not all zero."""
+    head = model.get_layer("probability")
+    head.set_weights([np.full(head.kernel.shape, 0.5, np.float32), np.full(head.bias.shape, -0.1, np.float32)])
+    return model
+
+
+def rgb(images: np.ndarray) -> np.ndarray:
+    return np.repeat(images[..., None], 3, axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "vgg16"])
+def test_the_grad_cam_of_notebook_05_agrees_with_helpers_explain(notebook_gradcam, chest_images, kind):
+    if kind == "cnn":
+        model = build_cnn(64, filters=(8, 16, 32), augment=False)
+    else:
+        model, _ = build_transfer("vgg16", size=64, weights=None)
+    model = positive_head(model)
+    mine = notebook_gradcam(model, rgb(chest_images), gradcam_layer(model))
+    reference = gradcam(model, chest_images)
+    assert mine.shape == reference.shape == chest_images.shape
+    assert reference.max() > 0.5  # a real map, not two arrays of zeros agreeing
+    np.testing.assert_allclose(mine, reference, atol=1e-5)
+
+
+def test_the_grad_cam_comparison_catches_a_changed_lesson(chest_images):
+    """Without the ReLU (keeping evidence against COVID too) the maps differ: the twin test can fail."""
+    source = lesson_cell("05_evaluation_and_explainability", "lesson-gradcam")
+    assert "tf.nn.relu(" in source
+    namespace = {"keras": keras, "np": np}
+    exec("import tensorflow as tf", namespace)
+    exec(source.replace("tf.nn.relu(", "tf.abs("), namespace)
+    model = positive_head(build_cnn(64, filters=(8, 16, 32), augment=False))
+    model.get_layer("probability").set_weights([np.linspace(-1, 1, 32, dtype=np.float32)[:, None],
+                                                np.zeros(1, np.float32)])
+    changed = namespace["grad_cam"](model, rgb(chest_images), "last_conv")
+    assert not np.allclose(changed, gradcam(model, chest_images), atol=1e-5)
