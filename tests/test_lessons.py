@@ -168,3 +168,42 @@ def test_the_grad_cam_comparison_catches_a_changed_lesson(chest_images):
                                                 np.zeros(1, np.float32)])
     changed = namespace["grad_cam"](model, rgb(chest_images), "last_conv")
     assert not np.allclose(changed, gradcam(model, chest_images), atol=1e-5)
+
+
+# ------------------------------------------------------------- 03: phase 2 kept only if it helps
+
+
+@pytest.fixture(scope="module")
+def smoke_dataset(module_course_dirs):
+    from helpers import data
+
+    return data.course_dataset("synthetic", smoke=True)
+
+
+@pytest.mark.parametrize("phase_two_auc, kept", [(0.65, False), (0.70, False), (0.80, True)])
+def test_train_transfer_keeps_fine_tuning_only_when_it_beats_phase_one_on_validation(
+        smoke_dataset, monkeypatch, phase_two_auc, kept):
+    from helpers.models import train
+
+    seen = {}
+
+    def fake_fit(model, image_set, *, epochs, history=None, **_):
+        if history is None:  # phase 1: the best validation AUC is 0.70
+            return {"loss": [0.9, 0.8], "val_auc": [0.60, 0.70], "seconds": [0.1]}
+        seen["phase_one"] = [w.copy() for w in model.get_weights()]
+        for variable in model.trainable_weights:  # fine-tuning moves the unfrozen weights
+            variable.assign(variable + 0.01)
+        seen["phase_two"] = [w.copy() for w in model.get_weights()]
+        return {**history, "loss": history["loss"] + [0.7], "val_auc": history["val_auc"] + [phase_two_auc],
+                "seconds": history["seconds"] + [0.1]}
+
+    monkeypatch.setattr(train, "fit", fake_fit)
+    model, metrics = train.train_transfer("mobilenetv2", smoke_dataset, img_size=32, weights=None, epochs=2,
+                                          fine_tune_epochs=1, verbose=0)
+    expected = seen["phase_two"] if kept else seen["phase_one"]
+    assert not all(np.array_equal(a, b) for a, b in zip(seen["phase_one"], seen["phase_two"]))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), expected, strict=True))
+    assert metrics["params"]["fine_tune_kept"] is kept and metrics["params"]["fine_tune_start"] == 2
+    head = model.get_layer("probability").count_params()
+    assert (metrics["params"]["trainable_parameters"] > head) is kept  # restored: the backbone is frozen again
+    assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
