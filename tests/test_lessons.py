@@ -207,3 +207,32 @@ def test_train_transfer_keeps_fine_tuning_only_when_it_beats_phase_one_on_valida
     head = model.get_layer("probability").count_params()
     assert (metrics["params"]["trainable_parameters"] > head) is kept  # restored: the backbone is frozen again
     assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+
+
+# ------------------------------------------------------------------- 04: the XGBoost fit
+
+
+def test_the_xgboost_fit_of_notebook_04_is_hybrid_train_xgboost():
+    """The notebook's XGBClassifier cell and ``hybrid.train_xgboost`` grow the same trees on the same features."""
+    import pandas as pd
+    import xgboost
+
+    from helpers.models import hybrid
+
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = np.where(rng.random(n) < 0.4, "COVID", "NORMAL")
+    X = rng.normal(size=(n, 6)).astype(np.float32) + (labels == "COVID")[:, None] * np.linspace(0, 1, 6)
+    manifest = pd.DataFrame({"path": [f"{i}.png" for i in range(n)], "label": labels,
+                             "split": np.array(["train", "val", "test"])[np.arange(n) % 3]})
+    features = hybrid.Features(X.astype(np.float32), manifest, 0.0, False, None)
+    settings = {"N_ESTIMATORS": 60, "LEARNING_RATE": 0.1, "EARLY_STOPPING_ROUNDS": 10, "N_JOBS": 1}
+    namespace = {"features": {"avg": features}, "xgboost": xgboost, "hybrid": hybrid, **settings}
+    exec("import time", namespace)
+    exec(compile(lesson_cell("04_vgg16_xgboost_hybrid", "lesson-xgboost"), "04[lesson-xgboost]", "exec"), namespace)
+    mine = namespace["booster"]
+    reference, info = hybrid.train_xgboost(features, n_estimators=60, learning_rate=0.1, early_stopping_rounds=10,
+                                           n_jobs=1)
+    assert mine.best_iteration == info["best_iteration"] and mine.best_score == pytest.approx(info["val_auc"])
+    np.testing.assert_allclose(mine.predict_proba(X)[:, 1], reference.predict_proba(X)[:, 1], rtol=1e-6)
+    assert hybrid._params(mine) == hybrid._params(reference)  # every setting save_hybrid records
