@@ -9,6 +9,8 @@ change the cell; the course's copy must not drift from the helper.
 
 from __future__ import annotations
 
+import re
+
 import keras
 import nbformat
 import numpy as np
@@ -236,3 +238,109 @@ def test_the_xgboost_fit_of_notebook_04_is_hybrid_train_xgboost():
     assert mine.best_iteration == info["best_iteration"] and mine.best_score == pytest.approx(info["val_auc"])
     np.testing.assert_allclose(mine.predict_proba(X)[:, 1], reference.predict_proba(X)[:, 1], rtol=1e-6)
     assert hybrid._params(mine) == hybrid._params(reference)  # every setting save_hybrid records
+
+
+# ------------------------------------------------------- only numbers a run produced: the Markdown scan
+
+NUMBER = r"(?<![-\w.])"  # a number that starts here (not the 19 of COVID-19, not the 5 of 0.5)
+CLAIMS = {
+    "percentage": NUMBER + r"\d+(?:[.,]\d+)?\s?(?:%|percent\b|percentage points?\b)",
+    "metric value": r"\b(?:AUCs?|accuracy|sensitivity|specificity|PPV|NPV|F1|Brier)\b"  # then a value, same clause
+                    r"(?:[^.;:!?]|\.(?=\d)){0,40}?(?<![\w.])(?:0?\.\d+|1\.0+)(?![\w.])",
+    "value then metric": NUMBER + r"(?:0?\.\d+|1\.0+)\s+(?:AUC|accuracy|sensitivity|specificity)\b",
+    "count": NUMBER + r"\d[\d,]*\s+(?:[A-Za-z-]+\s+)?(?:images|slices|patients|studies|cases|X-rays|radiographs"
+                      r"|scans|normals|people|models|films|subjects|files)\b",
+    "vague count": r"(?i:\b(?:a few|some|several)\s+(?:dozen|hundred|thousand)s?\b|\b(?:dozens|hundreds|thousands)\s+of\b)",
+    "run time": NUMBER + r"\d+(?:\.\d+)?\s?(?:s|sec|seconds|min|minutes|h|hours)\b",
+}
+# (notebook, the allowed phrase, why it is not a result claim). The phrase must contain the claim it allows.
+ALLOWED = [
+    ("01", "screened 2,212 studies", "Roberts et al. (2021), cited in the sentence and the references"),
+    ("05", "screened 2,212 studies", "Roberts et al. (2021), cited in the sentence and the references"),
+    ("05", "62 studies reviewed", "Roberts et al. (2021): the reference entry itself"),
+    ("01", "Database's 1,341 pediatric normals", "published with the COVID-19 Radiography Database (cited)"),
+    ("01", "source AUC from 16x16 thumbnails was about 0.99", "measured by the course's test on sample files, "
+                                                               "and the sentence says so"),
+    ("01", "An AUC near 0.5 means", "chance level: what an AUC of 0.5 means, not a result"),
+    ("02", "has an AUC of 0.5", "the majority baseline's AUC, by definition (a constant score ranks nothing)"),
+    ("05", "Its AUC is 0.5", "the majority baseline's AUC, by definition"),
+    ("*", "95% confidence interval", "the level of every interval in the course, a constant"),
+    ("*", "95% interval", "the level of every interval in the course, a constant"),
+    ("05", "middle 95% of the values", "how a 95% percentile interval is made, a definition"),
+    ("05", "at 1%, 5%, 20%", "the prevalences the code of section 7 evaluates"),
+    ("05", "may be 1% of patients, in a COVID ward 20%", "illustrative prevalences, the ones evaluated in section 7"),
+    ("05", "At 1% prevalence", "one of the prevalences section 7 evaluates"),
+    ("05", "the PPV at 1% prevalence", "one of the prevalences section 7 evaluates"),
+    ("05", "about 80% really are COVID", "the definition of calibration, with its 0.8 example"),
+    ("05", "x > 50% and y < 35% of the image", "helpers.explain.shortcut.ATTENTION_BOX, a constant"),
+    ("05", "with sensitivity 0.95 and specificity 0.90 at 1% prevalence", "made-up figures of a by-hand exercise"),
+    ("05", "Of 10,000 people", "the by-hand exercise's made-up population"),
+    ("05", "100 people have COVID", "the by-hand exercise's arithmetic"),
+    ("05", "only 95 (8.8%) are COVID: PPV = 0.95", "the by-hand exercise's arithmetic"),
+    ("06", 'is not "55% sure"', "quotes a misreading of a probability of 0.55, not a result"),
+    ("06", "a few thousand images", "notebook 06 belongs to another change of this round; its owner is to print "
+                                    "the count (remove this entry then)"),
+]
+
+
+def markdown_paragraphs(path):
+    """The Markdown paragraphs a learner reads, without code spans, links and the builder's run-time line."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "markdown":
+            continue
+        for paragraph in re.split(r"\n\s*\n", cell.source):
+            if not paragraph.lstrip().startswith("**Run time:**"):  # written from measured timings by the builder
+                text = re.sub(r"https?://\S+", "URL", re.sub(r"`[^`]*`", "`code`", paragraph))
+                yield re.sub(r"\s+", " ", text)  # one line: a phrase of the allow-list may wrap anywhere
+
+
+def claims(text: str) -> list[tuple[str, str, int]]:
+    """``(kind, matched text, position)`` of every result-like figure in ``text``."""
+    return [(kind, m.group(0), m.start()) for kind, pattern in CLAIMS.items() for m in re.finditer(pattern, text)]
+
+
+def unallowed_claims(path) -> tuple[list[str], set[str]]:
+    """The claims of one notebook that no allow-list entry covers, and the entries that covered something."""
+    number = path.stem[:2]
+    entries = [(n, phrase) for n, phrase, _ in ALLOWED if n in (number, "*")]
+    found, used = [], set()
+    for paragraph in markdown_paragraphs(path):
+        for kind, text, start in claims(paragraph):
+            covering = [phrase for _, phrase in entries
+                        if any(p <= start and start + len(text) <= p + len(phrase)
+                               for p in (m.start() for m in re.finditer(re.escape(phrase), paragraph)))]
+            used.update(f"{n}:{phrase}" for n, phrase in entries if phrase in covering)
+            if not covering:
+                found.append(f"{path.name}: {kind} {text!r} in: ...{paragraph[max(0, start - 60):start + 40]!r}...")
+    return found, used
+
+
+def test_the_scanner_finds_result_claims():
+    for sentence in ["The CNN reached an AUC of 0.93 on the test split.", "accuracy 0.88", "sensitivity was 1.00",
+                     "It catches 87% of the cases.", "trained on 1,200 images", "a test split of 42 patients",
+                     "trains in 35 s", "about 4 min on a CPU", "over-fits a few hundred images", "0.91 AUC",
+                     "a source AUC from 16x16 thumbnails of about 0.99", "the AUC stays at 0.5",
+                     "costs almost 7 percentage points"]:
+        assert claims(sentence), sentence
+    for sentence in ["COVID-19 models", "16x16 thumbnails", "a 224 px VGG16", "the top-right corner", "5 x 5 grid",
+                     "ResNet50 and DenseNet121", "notebook 05 shows", "the AUC column. Then 0.5 is", "AUC (section 6)"]:
+        assert not claims(sentence), sentence
+
+
+def test_every_allowed_phrase_holds_a_claim_and_has_a_reason():
+    for number, phrase, reason in ALLOWED:
+        assert claims(phrase), f"{phrase!r} allows nothing: drop it"
+        assert len(reason) > 20 and (number == "*" or len(number) == 2)
+
+
+def test_markdown_states_no_result_a_run_did_not_print():
+    """No AUC, accuracy, percentage, count or run time in the prose unless the allow-list says why it may stand."""
+    problems, used = [], set()
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        found, covered = unallowed_claims(path)
+        problems += found
+        used |= covered
+    assert not problems, "print these from the run (display(Markdown(...))) or allow them with a reason:\n" + \
+        "\n".join(problems)
+    stale = [f"{n}:{phrase}" for n, phrase, _ in ALLOWED if f"{n}:{phrase}" not in used]
+    assert not stale, f"allow-list entries that no notebook needs any more: {stale}"

@@ -31,7 +31,7 @@ EARLY_STOPPING_ROUNDS = 50  # stop when validation AUC has not improved for this
 N_JOBS = None  # XGBoost's CPU threads (None: all); 1 is often faster for small tables on a busy CPU
 
 # %%
-if SMOKE:  # a few hundred tiny images; a higher learning rate needs fewer trees
+if SMOKE:  # tiny images, and few of them; a higher learning rate needs fewer trees
     IMG_SIZE, N_ESTIMATORS, LEARNING_RATE, EARLY_STOPPING_ROUNDS, N_JOBS = min(IMG_SIZE, 64), 300, 0.1, 20, 1
 
 # %% [markdown]

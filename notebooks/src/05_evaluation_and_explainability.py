@@ -372,8 +372,8 @@ if found:
 # ## 10. The shortcut experiment: a model that reads the label off the image
 #
 # This section always runs on **synthetic X-rays** (also when `DATASET` is a CT set), because we
-# need a dataset where we know the answer. In `synthetic-marker`, 95% of COVID images and 5% of
-# NORMAL images carry a white "PORTABLE" tag in the top-right corner, as if the COVID patients had
+# need a dataset where we know the answer. In `synthetic-marker`, most COVID images and a few
+# NORMAL images (the table below counts them) carry a white "PORTABLE" tag in the top-right corner, as if the COVID patients had
 # been imaged on the ward's portable device; the opacities of COVID are made faint. A tag like this
 # is real: in 2020 many COVID-19 X-rays were portable AP films from intensive care, the normals
 # came from other hospitals, and the images carried different text.
@@ -400,8 +400,8 @@ print(data.SYNTHETIC_BANNER)
 print(train.summary_line(marker_metrics))
 
 # %% [markdown]
-# A test AUC close to 1, on a patient-level split, with a threshold chosen on validation: by every
-# rule of the previous sections this model looks excellent. Grad-CAM on tagged test images (one per
+# Look at the test AUC printed above, on a patient-level split, with a threshold chosen on
+# validation: where it is high, by every rule of the previous sections this model looks excellent. Grad-CAM on tagged test images (one per
 # patient, and a tagged NORMAL image when the test split has one), as they are and with the corner
 # masked. Each title gives the probability of COVID, the call at the model's threshold, and the share
 # of the map's heat in the tag's corner (the top-right region, x > 50% and y < 35% of the image):
@@ -485,8 +485,8 @@ shortcut.external_summary([record]).round(3)
 #    much less when the corner is masked or a tag is pasted: it no longer depends on the tag. That
 #    lower, steadier number is the honest one.
 # 4. Images of one patient are correlated; drawing images treats each as independent evidence and
-#    understates the uncertainty. A test split of 30 patients with 3 images each holds about 30
-#    independent cases, not 90. The patient-level interval belongs in a paper.
+#    understates the uncertainty. A test split of *n* patients with three images each holds about
+#    *n* independent cases, not 3*n*. The patient-level interval belongs in a paper.
 # 5. With `tf.abs`, regions that argue *against* COVID light up as well, so NORMAL images get warm
 #    maps that mean the opposite of what they seem to; with the average over channels the map is no
 #    longer a weighted sum of the feature maps and loses its spatial meaning. The ReLU keeps only the
