@@ -344,3 +344,18 @@ def test_markdown_states_no_result_a_run_did_not_print():
         "\n".join(problems)
     stale = [f"{n}:{phrase}" for n, phrase, _ in ALLOWED if f"{n}:{phrase}" not in used]
     assert not stale, f"allow-list entries that no notebook needs any more: {stale}"
+
+
+# ------------------------------------------------------------------- the lesson stands in the notebook
+
+
+@pytest.mark.parametrize("notebook, word", [("02_cnn_from_scratch", "Conv2D"), ("03_transfer_learning", "trainable"),
+                                            ("03_transfer_learning", "include_top=False"),
+                                            ("04_vgg16_xgboost_hybrid", "XGBClassifier"),
+                                            ("04_vgg16_xgboost_hybrid", "include_top=False"),
+                                            ("05_evaluation_and_explainability", "GradientTape")])
+def test_the_lesson_is_code_a_learner_reads(notebook, word):
+    """The word is in a code line of the notebook, not only in a comment or in the prose."""
+    code = [line.split("#", 1)[0] for cell in nbformat.read(NOTEBOOKS / f"{notebook}.ipynb", as_version=4).cells
+            if cell.cell_type == "code" for line in cell.source.splitlines()]
+    assert any(word in line for line in code), f"{notebook}: no code line uses {word}"
