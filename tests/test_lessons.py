@@ -359,3 +359,46 @@ def test_the_lesson_is_code_a_learner_reads(notebook, word):
     code = [line.split("#", 1)[0] for cell in nbformat.read(NOTEBOOKS / f"{notebook}.ipynb", as_version=4).cells
             if cell.cell_type == "code" for line in cell.source.splitlines()]
     assert any(word in line for line in code), f"{notebook}: no code line uses {word}"
+
+
+# ------------------------------------------------------------------------ the lesson figures
+
+
+def test_augmentation_grid_shows_the_image_each_pass_in_training_mode_and_the_unused_flip():
+    import matplotlib.pyplot as plt
+
+    from helpers import plots
+
+    calls = []
+
+    def augment(batch, training=False):
+        calls.append(training)
+        return batch + 10.0 * len(calls)
+
+    image = np.tile(np.arange(8, dtype=np.uint8)[None, :] * 20, (8, 1))
+    fig = plots.plot_augmentations(image, augment, n=3, ncols=5, synthetic=True, title="t")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert calls == [True, True, True] and len(shown) == 5
+    assert [ax.get_title().split(":")[0] for ax in shown] == ["original", "augmented #1", "augmented #2",
+                                                              "augmented #3", "horizontal flip"]
+    np.testing.assert_array_equal(shown[1].images[0].get_array(), image + 10.0)
+    np.testing.assert_array_equal(shown[-1].images[0].get_array(), image[:, ::-1])
+    assert "SYNTHETIC" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_forest_plot_has_a_row_per_model_and_the_baseline_line():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from helpers import plots
+    from helpers.evaluation import BASELINE
+
+    table = pd.DataFrame({"dataset": ["d"] * 3, "model": ["cnn", "vgg16", BASELINE], "synthetic": [False] * 3,
+                          "auc": [0.9, 0.8, 0.5], "auc_low": [0.8, 0.6, 0.5], "auc_high": [0.97, 0.9, 0.5]})
+    fig = plots.plot_forest(table)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cnn", "vgg16", BASELINE]
+    assert {t.get_text() for t in ax.texts} >= {"0.90 (0.80-0.97)", "0.80 (0.60-0.90)"}
+    assert any(np.allclose(line.get_xdata(), 0.5) for line in ax.get_lines())  # the baseline's dashed line
+    plt.close(fig)

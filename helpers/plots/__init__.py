@@ -286,6 +286,8 @@ def plot_phased_history(history: dict, fine_tune_start: int | None, *, title: st
         for ax in fig.axes:
             ax.axvline(fine_tune_start + 0.5, color="k", ls="--", lw=1, label=label)
             ax.legend(fontsize="small")
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     return fig
 
 
@@ -316,8 +318,9 @@ def plot_forest(table, *, metric: str = "auc", title: str | None = None):
     baselines = rows.loc[rows["model"] == BASELINE, metric].dropna()
     if len(baselines):
         ax.axvline(float(baselines.iloc[0]), color="grey", ls="--", lw=1, label=f"{BASELINE}")
-        ax.legend(loc="lower left", fontsize="small")
+        ax.legend(loc="best", fontsize="small")
     ax.set_yticks(positions, labels)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set(xlabel=f"test {metric.upper() if metric == 'auc' else metric} (95% patient-bootstrap interval)",
            xlim=(min(0.4, float(np.nanmin(rows[f"{metric}_low"].to_numpy(float), initial=0.4))) - 0.02, 1.02))
     ax.grid(axis="x", alpha=0.3)
