@@ -263,6 +263,9 @@ from helpers.models import gradcam_layer
 
 keras_runs = [run for run in runs if (run.path / "model.keras").is_file()
               and (GRADCAM_MODELS == "all" or run.model in GRADCAM_MODELS)]
+if not keras_runs:
+    raise ValueError(f"GRADCAM_MODELS = {GRADCAM_MODELS!r}: none of these has a saved Keras model; choose among "
+                     f"{[run.model for run in runs if (run.path / 'model.keras').is_file()]}")
 test_rows = keras_runs[0].split("test").drop_duplicates("patient_id")
 chosen = pd.concat([test_rows[test_rows["y_true"] == 1].head(2), test_rows[test_rows["y_true"] == 0].head(2)])
 print(f"Grad-CAM for {[run.model for run in keras_runs]} on {len(chosen)} test images")
