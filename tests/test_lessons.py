@@ -1,10 +1,13 @@
-"""The lessons written out in the notebooks, kept equal to their reference twins in ``helpers``.
+"""The lessons written out in the notebooks, kept equal to their reference twins in ``helpers``; the prose scan.
 
-A notebook's lesson code (the CNN of 02, Grad-CAM of 05) lives in a code cell
-with a ``lesson-*`` tag. These tests take that cell from the built notebook,
-execute it, and compare what it builds or computes with the tested helper:
-``helpers.models.build_cnn`` and ``helpers.explain.gradcam``. A learner may
-change the cell; the course's copy must not drift from the helper.
+A notebook's lesson code (the CNN of 02, the transfer recipe of 03, the booster
+of 04, Grad-CAM of 05) lives in a code cell with a ``lesson-*`` tag. These tests
+take that cell from the built notebook, execute it, and compare what it builds
+or computes with the tested helper: ``build_cnn``, ``build_transfer`` and
+``unfreeze_top``, ``hybrid.train_xgboost``, ``helpers.explain.gradcam``. A
+learner may change the cell; the course's copy must not drift from the helper.
+Also here: ``train_transfer``'s rule for keeping phase 2, the lesson figures, and
+a scan of every notebook's Markdown for result claims no run printed.
 """
 
 from __future__ import annotations
@@ -402,3 +405,54 @@ def test_forest_plot_has_a_row_per_model_and_the_baseline_line():
     assert {t.get_text() for t in ax.texts} >= {"0.90 (0.80-0.97)", "0.80 (0.60-0.90)"}
     assert any(np.allclose(line.get_xdata(), 0.5) for line in ax.get_lines())  # the baseline's dashed line
     plt.close(fig)
+
+
+# ------------------------------------------------------------- 03: the transfer recipe
+
+
+def transfer_lesson(name: str, size: int, fraction: float) -> dict:
+    """Run the model, freezing and fine-tuning cells of notebook 03 for one backbone (no training)."""
+    import types
+
+    import tensorflow as tf
+
+    from helpers.models import BACKBONES, Preprocess, augmentation, with_weights_fallback
+
+    namespace = {"keras": keras, "layers": keras.layers, "np": np, "name": name, "spec": BACKBONES[name],
+                 "size": size, "WEIGHTS": None, "STRICT": False, "FINE_TUNE_FRACTION": fraction,
+                 "FINE_TUNE_EPOCHS": 1, "FINE_TUNE_LEARNING_RATE": 1e-5, "history": {}, "augmentation": augmentation,
+                 "Preprocess": Preprocess,
+                 "with_weights_fallback": with_weights_fallback,
+                 "ENV": types.SimpleNamespace(strategy=tf.distribute.get_strategy())}
+    exec(compile(lesson_cell("03_transfer_learning", "lesson-transfer"), "03[lesson-transfer]", "exec"), namespace)
+    namespace["frozen"] = sorted(w.path for w in namespace["model"].trainable_weights)
+    namespace["compile_and_fit"] = lambda model, learning_rate, epochs: {}  # the recipe, not the training
+    exec(compile(lesson_cell("03_transfer_learning", "lesson-finetune"), "03[lesson-finetune]", "exec"), namespace)
+    namespace["fine_tuned"] = sorted(w.path for w in namespace["model"].trainable_weights)
+    return namespace
+
+
+@pytest.mark.parametrize("name, size", [("mobilenetv2", 32), ("vgg16", 32)])
+def test_the_transfer_recipe_of_notebook_03_is_build_transfer_and_unfreeze_top(name, size):
+    from helpers.models import unfreeze_top
+
+    lesson = transfer_lesson(name, size, fraction=0.2)
+    reference, _ = build_transfer(name, size=size, weights=None)
+    assert differences(lesson["model"], reference) == []
+    assert lesson["model"].name == reference.name == name and gradcam_layer(lesson["model"]) == gradcam_layer(reference)
+    assert lesson["frozen"] == sorted(w.path for w in reference.trainable_weights)  # phase 1: the head only
+    assert len(lesson["frozen"]) == 2
+    unfreeze_top(reference, 0.2)
+    assert lesson["fine_tuned"] == sorted(w.path for w in reference.trainable_weights)  # phase 2: the same top
+    assert len(lesson["fine_tuned"]) > 2
+    batch_norm = [layer for layer in lesson["model"].layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert not any(layer.trainable for layer in batch_norm)  # inference mode, also when unfrozen
+
+
+def test_the_transfer_comparison_catches_a_recipe_that_unfreezes_more():
+    from helpers.models import unfreeze_top
+
+    lesson = transfer_lesson("mobilenetv2", 32, fraction=0.5)
+    reference, _ = build_transfer("mobilenetv2", size=32, weights=None)
+    unfreeze_top(reference, 0.2)
+    assert lesson["fine_tuned"] != sorted(w.path for w in reference.trainable_weights)
