@@ -4,7 +4,8 @@
 # **What you will learn**
 # - how to use a pretrained CNN (VGG16 on ImageNet) as a **fixed feature extractor** and train a
 #   different classifier on its features: gradient-boosted trees (XGBoost), the "hybrid" of several
-#   COVID-19 papers;
+#   COVID-19 papers, both written out (`include_top=False` and a pooling layer, `predict`, then an
+#   `XGBClassifier` with early stopping on the validation split);
 # - **pooled** (512 numbers per image) versus **flattened** (7 x 7 x 512 = 25,088 numbers at 224 px)
 #   features: what the extra numbers buy and what they cost;
 # - why a hybrid must be compared with the simplest model on the **same** features, a logistic
