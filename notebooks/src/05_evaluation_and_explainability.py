@@ -287,17 +287,17 @@ for run in keras_runs:
           f"largest difference from helpers.explain.gradcam: {gap:.1e}")
 
 # %% [markdown]
-# The last column of that output compares our dozen lines with the course's reference
-# implementation, `helpers.explain.gradcam` (which the upload demo and the command line use): the
-# two agree to float precision, and a test keeps it that way.
+# The end of each line printed above compares our dozen lines with the course's reference
+# implementation, `helpers.explain.gradcam` (which the upload demo and the command line use): a
+# difference of the order of 1e-7 is float rounding, and a test of the course keeps it that small.
 #
 # One row per image, one column per model:
 
 # %%
 panels, heatmaps, titles = [], [], []
+originals = next(iter(cams.values()))[0]
 for i, (_, row) in enumerate(chosen.iterrows()):
-    first = next(iter(cams.values()))
-    panels.append(first[0][i])
+    panels.append(originals[i])
     heatmaps.append(None)
     titles.append(f"{row['label']} (patient {row['patient_id']})")
     for name, (gray, maps, prob, threshold) in cams.items():
