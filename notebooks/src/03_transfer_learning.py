@@ -66,7 +66,8 @@ dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class
 
 # %%
 pd.DataFrame(
-    [{"backbone": name, "input size": spec.size, "preprocessing": spec.mode, "Grad-CAM layer": spec.last_conv}
+    [{"backbone": name, "native input size": spec.size, "size used here": IMG_SIZE or spec.size,
+      "preprocessing": spec.mode, "Grad-CAM layer": spec.last_conv}
      for name, spec in REGISTRY.items() if name in BACKBONES]
 )
 
