@@ -246,7 +246,7 @@ def test_smoke_notebooks_show_their_figures(smoke):
 def test_smoke_notebooks_ran_their_lesson_cells(smoke):
     """The tagged cells that hold the lesson (the CNN, the transfer recipe, the booster, Grad-CAM) executed cleanly."""
     out, _ = smoke
-    wanted = {"02_cnn_from_scratch": {"lesson-augment", "lesson-cnn", "lesson-fit"},
+    wanted = {"02_cnn_from_scratch": {"lesson-augment", "lesson-cnn", "lesson-compile", "lesson-fit"},
               "03_transfer_learning": {"lesson-transfer", "lesson-fit", "lesson-finetune"},
               "04_vgg16_xgboost_hybrid": {"lesson-features", "lesson-xgboost"},
               "05_evaluation_and_explainability": {"lesson-gradcam"}}

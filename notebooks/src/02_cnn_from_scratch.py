@@ -161,25 +161,23 @@ model.summary(line_length=90)
 # %% [markdown]
 # ## 4. Training
 #
-# Three things are set up before `fit`:
-#
-# - **Pipelines.** `split_pipeline` turns the cached images of one split into batches of
-#   `(image, label)`; the training pipeline is reshuffled every epoch.
-# - **Class weights.** The loss of each image is multiplied by `n / (2 x n_class)`, so that the rarer
-#   class counts as much as the common one (the weights are printed below). Only the training loss
-#   is weighted; the validation loss Keras reports is not.
-# - **Optimizer and early stopping.** Adam with a learning rate that decays along a cosine, and
-#   a callback that watches the validation AUC after every epoch, stops when it has not improved
-#   for five epochs and restores the weights of the best epoch.
-#
-# The test split plays no part in any of this.
+# First the data side. `split_pipeline` turns the cached images of one split into batches of
+# `(image, label)`; the training pipeline is reshuffled every epoch. **Class weights** multiply the
+# loss of each training image by `n / (2 x n_class)`, so that the rarer class counts as much as the
+# common one. Only the training loss is weighted; the validation loss Keras reports is not.
 
-# %% tags=["lesson-fit"]
+# %%
 train_data = split_pipeline(image_set, "train", batch_size=BATCH_SIZE, training=True)
 val_data = split_pipeline(image_set, "val", batch_size=BATCH_SIZE)
 class_weight = train.class_weights(labels_of(image_set, "train"))
 print("class weights (0 = NORMAL, 1 = COVID):", {k: round(w, 3) for k, w in class_weight.items()})
 
+# %% [markdown]
+# Then `compile`: the loss (binary cross-entropy, for one sigmoid output), the metrics to report
+# after every epoch, and the optimizer, Adam, with a learning rate that decays along a cosine from
+# `LEARNING_RATE` to a twentieth of it over the whole training.
+
+# %% tags=["lesson-compile"]
 steps = EPOCHS * len(train_data)  # batches over the whole training
 schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=steps, alpha=0.05)
 with ENV.strategy.scope():
@@ -188,8 +186,14 @@ with ENV.strategy.scope():
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
-stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=5, restore_best_weights=True)
 
+# %% [markdown]
+# And `fit`, with a callback that watches the validation AUC after every epoch, stops when it has
+# not improved for five epochs and restores the weights of the best epoch (**early stopping**). The
+# test split plays no part in any of this.
+
+# %% tags=["lesson-fit"]
+stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=5, restore_best_weights=True)
 started = time.perf_counter()
 result = model.fit(train_data, validation_data=val_data, epochs=EPOCHS, class_weight=class_weight,
                    callbacks=[stop], shuffle=False, verbose=2)  # shuffle=False: the pipeline shuffles
