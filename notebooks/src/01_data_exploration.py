@@ -13,8 +13,9 @@
 #
 # In 2020 paper after paper reported near-perfect COVID-19 detection from chest images. A
 # systematic review (Roberts et al. 2021) screened 2,212 studies, included 62 of them, and found
-# none of their models fit for clinical use. Among the most common flaws were the data problems this notebook measures:
-# the same patients (or images) in training and testing, and "Frankenstein" datasets whose classes
+# none of their models fit for clinical use. Among the most common flaws were the data problems
+# this notebook measures: the same patients (or images) in training and testing, and
+# "Frankenstein" datasets whose classes
 # come from different sources, such as pediatric normals against adult COVID-19 cases. Nothing
 # here trains a deep network: look at the data before you model it.
 #

@@ -16,8 +16,9 @@
 #
 # Why this matters: Roberts et al. (2021) screened 2,212 studies of machine learning for COVID-19 on
 # chest X-rays and CT, included 62 in their systematic review, and found **none** of their models fit
-# for clinical use, mostly for the reasons this notebook shows: biased datasets, no external validation, and models that learned the source of an image
-# rather than the disease (DeGrave et al. 2021).
+# for clinical use, mostly for the reasons this notebook shows: biased datasets, no external
+# validation, and models that learned the source of an image rather than the disease (DeGrave et
+# al. 2021).
 #
 # **Run time:** a few minutes on a Colab GPU; about 7 min on a 2-core CPU when it has to train both
 # of its quick CNNs (about 3 min when notebooks 02-04 have run); about a minute with `SMOKE=True`.
@@ -376,8 +377,9 @@ if found:
 #
 # This section always runs on **synthetic X-rays** (also when `DATASET` is a CT set), because we
 # need a dataset where we know the answer. In `synthetic-marker`, most COVID images and a few
-# NORMAL images (the table below counts them) carry a white "PORTABLE" tag in the top-right corner, as if the COVID patients had
-# been imaged on the ward's portable device; the opacities of COVID are made faint. A tag like this
+# NORMAL images (the table below counts them) carry a white "PORTABLE" tag in the top-right
+# corner, as if the COVID patients had been imaged on the ward's portable device; the opacities of
+# COVID are made faint. A tag like this
 # is real: in 2020 many COVID-19 X-rays were portable AP films from intensive care, the normals
 # came from other hospitals, and the images carried different text.
 
@@ -404,8 +406,9 @@ print(train.summary_line(marker_metrics))
 
 # %% [markdown]
 # Look at the test AUC printed above, on a patient-level split, with a threshold chosen on
-# validation: where it is high, by every rule of the previous sections this model looks excellent. Grad-CAM on tagged test images (one per
-# patient, and a tagged NORMAL image when the test split has one), as they are and with the corner
+# validation: where it is high, by every rule of the previous sections this model looks excellent.
+# Grad-CAM on tagged test images (one per patient, and a tagged NORMAL image when the test split
+# has one), as they are and with the corner
 # masked. Each title gives the probability of COVID, the call at the model's threshold, and the share
 # of the map's heat in the tag's corner (the top-right region, x > 50% and y < 35% of the image):
 
