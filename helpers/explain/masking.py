@@ -29,12 +29,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from helpers.evaluation import choose_threshold, metrics_with_ci, to_binary
+from helpers.evaluation import choose_threshold, format_interval, metrics_with_ci, to_binary
 from helpers.images import ImageError, ImageSet, read_image, resize
+from helpers.plots.masking import plot_masking
 
 __all__ = [
-    "CONDITIONS", "LungMasks", "as_predict_fn", "dilate", "has_masks", "load_lung_masks", "mask_lungs",
-    "masking_conditions", "masking_experiment", "run_predictor",
+    "CONDITIONS", "LungMasks", "as_predict_fn", "best_predictor", "dilate", "example_rows", "format_masking",
+    "has_masks", "load_lung_masks", "mask_lungs", "masking_conditions", "masking_experiment", "masking_figure",
+    "run_predictor",
 ]
 
 # condition -> what :func:`mask_lungs` keeps (None: the image as it is)
@@ -92,9 +94,9 @@ def load_lung_masks(root, image_set: ImageSet, *, split: str | None = "test", ve
         rows.append(row)
     found = LungMasks(np.array(masks, bool).reshape(-1, size, size), np.asarray(rows, np.int64), missing)
     if verbose:
-        where = "all" if split is None else split
+        where = "" if split is None else f"{split} "
         left_out = f"; {len(missing)} left out ({_examples(missing)})" if missing else ""
-        print(f"lung masks: {len(found)} of {len(wanted)} {where} images have one{left_out}")
+        print(f"lung masks: {len(found)} of {len(wanted)} {where}images have one{left_out}")
     return found
 
 
@@ -172,6 +174,15 @@ def run_predictor(run) -> tuple[Callable[[np.ndarray], np.ndarray], int] | None:
     return None
 
 
+def best_predictor(runs) -> tuple:
+    """``(run, predict_fn, size)`` of the run with the highest **validation** AUC that has a saved model; or None."""
+    saved = [run for run in runs if any((Path(run.path) / name).is_file() for name in ("model.keras", "features.json"))]
+    if not saved:
+        return None
+    best = max(saved, key=lambda run: (run.metrics.get("val") or {}).get("auc") or 0.0)
+    return (best, *run_predictor(best))
+
+
 def _check_size(model, image_set: ImageSet) -> None:
     if hasattr(model, "layers"):
         from helpers.models import input_size
@@ -200,9 +211,11 @@ def masking_experiment(
         threshold = choose_threshold(image_set.manifest["label"][val], predict_fn(image_set.images[val]))
     rows = image_set.manifest.iloc[masks.rows]
     labels = to_binary(rows["label"])
+    conditions = masking_conditions(image_set.images[masks.rows], masks.masks, dilation=dilation)
+    probabilities = np.split(predict_fn(np.concatenate(list(conditions.values()))), len(conditions))  # one call
     table = []
-    for condition, shown in masking_conditions(image_set.images[masks.rows], masks.masks, dilation=dilation).items():
-        frame = pd.DataFrame({"y_true": labels, "probability": predict_fn(shown),
+    for condition, probability in zip(conditions, probabilities, strict=True):
+        frame = pd.DataFrame({"y_true": labels, "probability": probability,
                               "patient_id": rows["patient_id"].to_numpy()})
         scores = metrics_with_ci(frame, threshold, metrics=("auc", "sensitivity", "specificity"), n_boot=n_boot,
                                  seed=seed)
@@ -217,3 +230,45 @@ def masking_experiment(
     table.attrs.update(threshold=float(threshold), left_out=len(masks.missing), n_boot=n_boot,
                        dilation=dilation if dilation is not None else max(1, round(DILATION * image_set.images.shape[1])))
     return table
+
+
+def format_masking(tables: dict[str, pd.DataFrame], *, digits: int = 2) -> pd.DataFrame:
+    """The tables of several models in one, for display: ``AUC (95% CI)`` as a string, rows (model, condition)."""
+    parts = []
+    for model, table in tables.items():
+        shown = pd.DataFrame({
+            "AUC (95% CI)": [format_interval(*row, digits=digits)
+                             for row in table[["auc", "auc low", "auc high"]].itertuples(index=False)],
+            "AUC drop": table["auc drop"].round(digits).to_numpy(),
+            f"sensitivity at {table.attrs['threshold']:.3f}": table["sensitivity"].round(digits).to_numpy(),
+            "specificity": table["specificity"].round(digits).to_numpy(),
+            "images": table["n"].to_numpy(), "patients": table["patients"].to_numpy(),
+        }, index=pd.MultiIndex.from_product([[model], table.index], names=["model", "condition"]))
+        parts.append(shown.rename(columns=lambda name: "sensitivity" if name.startswith("sensitivity") else name))
+    return pd.concat(parts) if parts else pd.DataFrame()
+
+
+def example_rows(image_set: ImageSet, masks: LungMasks, *, per_class: int = 1) -> np.ndarray:
+    """Positions in ``masks`` of ``per_class`` COVID, then NORMAL images, one per patient.
+
+    With a ``marker`` column, tagged COVID and untagged NORMAL images come first: the typical case.
+    """
+    rows = image_set.manifest.iloc[masks.rows].reset_index(drop=True)
+    typical = rows["marker"].astype(bool) == (rows["label"] == "COVID") if "marker" in rows else True
+    rows = rows.assign(typical=typical).sort_values("typical", ascending=False, kind="stable")
+    rows = rows.drop_duplicates("patient_id")
+    return np.concatenate([rows.index[rows["label"] == label][:per_class] for label in ("COVID", "NORMAL")])
+
+
+def masking_figure(
+    image_set: ImageSet, masks: LungMasks, tables: dict[str, pd.DataFrame], *, per_class: int = 1,
+    synthetic: bool = False, dilation: int | None = None, title: str | None = None,
+):
+    """:func:`~helpers.plots.masking.plot_masking` for example test images of ``image_set`` and each model's table."""
+    chosen = example_rows(image_set, masks, per_class=per_class)
+    rows = image_set.manifest.iloc[masks.rows[chosen]]
+    labels = [f"{row.label}" + (f", {'tag' if row.marker else 'no tag'}" if "marker" in rows else "")
+              for row in rows.itertuples()]
+    conditions = masking_conditions(image_set.images[masks.rows[chosen]], masks.masks[chosen], dilation=dilation)
+    return plot_masking(conditions, tables, labels, synthetic=synthetic,
+                        title=title or "lung masking: test AUC as is, without the lungs, with only the lungs")
