@@ -164,7 +164,7 @@ def test_the_masking_figure(tagged):
     assert np.array_equal(fig.axes[1].images[0].get_array(), conditions["as is"][1])
 
 
-def test_the_predictor_of_a_run(tmp_path):
+def test_the_predictor_of_a_saved_keras_run(tmp_path):
     from helpers.models import build_cnn
 
     model = build_cnn(32, filters=(4,), augment=False)
@@ -205,3 +205,30 @@ def test_a_tag_reader_keeps_its_auc_without_the_lungs_and_a_lung_reader_loses_it
     assert lungs["lungs removed"] < 0.65, "the lung reader is near chance without the lungs"
     assert lungs["as is"] - lungs["lungs removed"] > 0.25
     assert lungs["only the lungs"] > 0.75, "... and keeps most of its AUC on the lungs alone"
+
+
+def test_the_best_predictor_is_chosen_on_validation_and_hybrids_are_scored_by_their_own_predict(tmp_path):
+    from helpers.models import build_cnn
+
+    folders = {name: tmp_path / name for name in ("weak", "strong", "unsaved")}
+    for name in ("weak", "strong"):
+        folders[name].mkdir()
+        build_cnn(32, filters=(4,), augment=False).save(folders[name] / "model.keras")
+    runs = [SimpleNamespace(path=folders["weak"], metrics={"val": {"auc": 0.7}, "test": {"auc": 0.99}}),
+            SimpleNamespace(path=folders["strong"], metrics={"val": {"auc": 0.8}, "test": {"auc": 0.6}}),
+            SimpleNamespace(path=folders["unsaved"], metrics={"val": {"auc": 0.9}})]
+    run, predict_fn, size = masking.best_predictor(runs)
+    assert run is runs[1] and size == 32, "the highest validation AUC among the saved models, never the test AUC"
+    assert masking.best_predictor(runs[2:]) is None
+
+    class FakeHybrid:
+        def predict_features(self, features):
+            raise AssertionError("not called")
+
+        def predict(self, images, *, batch_size=32):
+            return images.mean(axis=(1, 2)) / 255.0
+
+    images = np.stack([np.zeros((8, 8), np.uint8), np.full((8, 8), 255, np.uint8)])
+    np.testing.assert_allclose(masking.as_predict_fn(FakeHybrid())(images), [0.0, 1.0])
+    with pytest.raises(TypeError, match="Keras model"):
+        masking.as_predict_fn("model.keras")

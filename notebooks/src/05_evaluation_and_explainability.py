@@ -408,9 +408,10 @@ plt.show()
 
 # %% [markdown]
 # **What to read here.** For each model compare the three AUCs, intervals first. The CNN that learned the
-# tag keeps its AUC with the lungs removed, because the tag is still there, and drops towards chance (0.5)
-# on the lungs alone. A model trained on the plain synthetic set, whose only signal is the opacities inside
-# the lungs, does the opposite (run with `DATASET="synthetic"` to see it). On real data a model whose AUC
+# tag keeps its AUC with the lungs removed, because the tag is still there, and loses much of it on the
+# lungs alone, where only the faint opacities it barely learned are left. A model trained on the plain
+# synthetic set, whose only signal is the opacities inside the lungs, does the opposite: near chance (0.5)
+# without the lungs, close to its full AUC on the lungs alone (run with `DATASET="synthetic"` to see it). On real data a model whose AUC
 # stays far above 0.5 without the lungs has learned something about the image that is not the lungs: the
 # hospital, the device, the text, the patient's position. Sensitivity and specificity can swing wildly
 # under masking even where the AUC holds: a black region shifts every score, and the threshold was chosen
