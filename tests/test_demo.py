@@ -23,7 +23,7 @@ from helpers import DISCLAIMER
 from helpers.app import demo
 from helpers.images import read_image
 from helpers.models import build_cnn
-from helpers.models.train import save_run
+from helpers.runs import save_run
 
 MB = 1_000_000
 
@@ -98,7 +98,7 @@ def test_uploaded_files_reads_both_formats(make):
 
 
 def save_tiny_model(dataset: str, *, synthetic: bool = True, name: str = "cnn") -> Path:
-    """A tiny untrained CNN saved through helpers.models.train.save_run, as notebook 02 would."""
+    """A tiny untrained CNN saved through helpers.runs.save_run, as notebook 02 would."""
     model = build_cnn(32, filters=(8, 16))
     manifest = pd.DataFrame({"split": ["train", "val", "val", "test", "test"]})
     ds = SimpleNamespace(name=dataset, synthetic=synthetic, modality="xray", manifest=manifest)

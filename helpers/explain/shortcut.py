@@ -35,19 +35,18 @@ from helpers.data import SourceUnavailable, base_name, get_source, marker_varian
 from helpers.data.dataset import Dataset, course_dataset
 from helpers.data.download import DownloadError
 from helpers.evaluation import (
-    Run,
     binary_metrics,
     bootstrap_ci,
     choose_threshold,
     format_interval,
     metrics_with_ci,
-    read_runs,
     to_binary,
 )
 from helpers.images import ImageSet, load_images
 from helpers.models import BACKBONES, input_size
 from helpers.models.pipeline import split_arrays
-from helpers.models.train import predict, train_quick_cnn
+from helpers.models.train import predict
+from helpers.runs import Run, quick_cnn, read_runs
 
 # The synthetic tag sits at x 62-96 %, y 4-12 % of the image (helpers.data.synthetic._add_marker). The box
 # adds a margin: resizing blurs the tag's edges, and on small images its text runs past the tag.
@@ -335,8 +334,7 @@ def runs_or_quick_cnn(dataset: Dataset, *, img_size: int = 128, epochs: int = 10
         f"Training a quick CNN now ({epochs} epochs at {img_size}px) so that this notebook runs on its own."
     )
     image_set = load_images(dataset, img_size)
-    train_quick_cnn(dataset, image_set, epochs=epochs, batch_size=batch_size, name="cnn-quick", verbose=2)
-    return read_runs(dataset=dataset.name)
+    return [quick_cnn(dataset, image_set, epochs=epochs, batch_size=batch_size, name="cnn-quick", verbose=2)]
 
 
 def gradcam_runs(runs: list[Run]) -> list[Run]:

@@ -45,6 +45,7 @@ import pandas as pd
 
 from helpers import data, evaluation, images
 from helpers.models import hybrid
+from helpers.runs import read_runs
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 image_set = images.load_images(dataset, IMG_SIZE)
@@ -150,7 +151,7 @@ table.round(3)
 # intervals mean the test set cannot tell the models apart.
 
 # %%
-runs = [run for run in evaluation.read_runs(dataset=dataset.name)
+runs = [run for run in read_runs(dataset=dataset.name)
         if run.model in (*NAMES.values(), "vgg16-logreg", "cnn", "vgg16")]
 evaluation.format_comparison(evaluation.comparison_table(runs, n_boot=200 if SMOKE else 1000))
 
