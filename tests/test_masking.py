@@ -9,9 +9,10 @@ import pytest
 
 from helpers.data.dataset import course_dataset
 from helpers.data.synthetic import make_image_and_mask
+from helpers.environment import seed_everything
 from helpers.explain import masking, shortcut
 from helpers.images import load_images, read_image, resize
-from helpers.models import train
+from helpers.models import build_cnn, train
 from helpers.plots.masking import plot_masking
 
 # ------------------------------------------------------------------------------ mask_lungs
@@ -165,8 +166,6 @@ def test_the_masking_figure(tagged):
 
 
 def test_the_predictor_of_a_saved_keras_run(tmp_path):
-    from helpers.models import build_cnn
-
     model = build_cnn(32, filters=(4,), augment=False)
     model.save(tmp_path / "model.keras")
     predict_fn, size = masking.run_predictor(SimpleNamespace(path=tmp_path))
@@ -193,8 +192,9 @@ def test_a_tag_reader_keeps_its_auc_without_the_lungs_and_a_lung_reader_loses_it
     tables = {}
     for reader, dataset in sets.items():
         image_set = load_images(dataset, 64, progress=False)
-        model, metrics = train.train_quick_cnn(dataset, image_set, epochs=6, batch_size=16, learning_rate=3e-3,
-                                               seed=42, save=False)
+        seed_everything(42)
+        model = build_cnn(64, seed=42)
+        train.fit(model, image_set, epochs=6, batch_size=16, learning_rate=3e-3, seed=42, verbose=0)
         tables[reader] = masking.masking_experiment(model, image_set, masking.load_lung_masks(dataset, image_set),
                                                     n_boot=200)
         print(reader, tables[reader].round(3).to_string(), sep="\n")
@@ -208,8 +208,6 @@ def test_a_tag_reader_keeps_its_auc_without_the_lungs_and_a_lung_reader_loses_it
 
 
 def test_the_best_predictor_is_chosen_on_validation_and_hybrids_are_scored_by_their_own_predict(tmp_path):
-    from helpers.models import build_cnn
-
     folders = {name: tmp_path / name for name in ("weak", "strong", "unsaved")}
     for name in ("weak", "strong"):
         folders[name].mkdir()

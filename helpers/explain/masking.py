@@ -157,26 +157,30 @@ def as_predict_fn(model, *, batch_size: int = 64) -> Callable[[np.ndarray], np.n
 
 
 def run_predictor(run) -> tuple[Callable[[np.ndarray], np.ndarray], int] | None:
-    """The prediction function of a saved run (``model.keras`` or a hybrid) and its input size; None if neither."""
-    folder = Path(run.path)
-    if (folder / "model.keras").is_file():
+    """The prediction function of a saved run (Keras or hybrid, :mod:`helpers.runs`) and its input size; or None."""
+    from helpers.runs import MODEL_FILES, model_file
+
+    file = model_file(Path(run.path))
+    if file is None:
+        return None
+    if MODEL_FILES[file.name] == "keras":
         import keras
 
         from helpers.models import input_size
 
-        model = keras.models.load_model(folder / "model.keras")
+        model = keras.models.load_model(file, compile=False)
         return as_predict_fn(model), input_size(model)
-    if (folder / "features.json").is_file():
-        from helpers.models.hybrid import load_hybrid
+    from helpers.models.hybrid import load_hybrid
 
-        hybrid = load_hybrid(folder)
-        return as_predict_fn(hybrid), int(hybrid.spec["size"])
-    return None
+    hybrid = load_hybrid(file.parent)
+    return as_predict_fn(hybrid), int(hybrid.spec["size"])
 
 
-def best_predictor(runs) -> tuple:
+def best_predictor(runs) -> tuple | None:
     """``(run, predict_fn, size)`` of the run with the highest **validation** AUC that has a saved model; or None."""
-    saved = [run for run in runs if any((Path(run.path) / name).is_file() for name in ("model.keras", "features.json"))]
+    from helpers.runs import model_file
+
+    saved = [run for run in runs if model_file(Path(run.path)) is not None]
     if not saved:
         return None
     best = max(saved, key=lambda run: (run.metrics.get("val") or {}).get("auc") or 0.0)

@@ -358,8 +358,8 @@ from helpers.explain import masking
 if "marker_model" not in globals():  # section 10 did not run in this session: train its model the same way
     marker_dataset = shortcut.shortcut_dataset(smoke=SMOKE)
     marker_images = images.load_images(marker_dataset, IMG_SIZE)
-    marker_model, marker_metrics = train.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS,
-                                                            batch_size=BATCH_SIZE, verbose=2)
+    marker_run = quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, batch_size=BATCH_SIZE, verbose=2)
+    marker_model, marker_metrics = marker_run.keras_model(), marker_run.metrics
 marker_masks = masking.load_lung_masks(marker_dataset, marker_images)  # test images, at the model's size
 test_images = marker_images.images[marker_masks.rows]
 
@@ -450,10 +450,11 @@ plt.show()
 # 5. Train on masked images, as Maguolo & Nanni did. Keep the images (`kept = marker_images.images.copy()`),
 #    read every image's mask (`all_masks = masking.load_lung_masks(marker_dataset, marker_images, split=None)`;
 #    every synthetic image has one), black out the lungs of all of them (`marker_images.images[:] =
-#    masking.mask_lungs(kept, all_masks.masks, keep="outside")`), train `model, _ = train.train_quick_cnn(
-#    marker_dataset, marker_images, epochs=EPOCHS, save=False)`, put the images back (`marker_images.images[:]
-#    = kept`) and run `masking.masking_experiment(model, marker_images, marker_masks)`. Its "lungs removed" row
-#    is a model that never saw a lung, scored on images like the ones it trained on. Can it detect "COVID"?
+#    masking.mask_lungs(kept, all_masks.masks, keep="outside")`), train a CNN without saving it as in exercise 3
+#    (`model = build_cnn(IMG_SIZE)`, `train.fit(model, marker_images, epochs=EPOCHS)`), put the images back
+#    (`marker_images.images[:] = kept`) and run `masking.masking_experiment(model, marker_images, marker_masks)`.
+#    Its "lungs removed" row is a model that never saw a lung, scored on images like the ones it trained on.
+#    Can it detect "COVID"?
 #
 # <details><summary>Solutions</summary>
 #
