@@ -166,9 +166,9 @@ def run_predictor(run) -> tuple[Callable[[np.ndarray], np.ndarray], int] | None:
     if MODEL_FILES[file.name] == "keras":
         import keras
 
-        from helpers.models import input_size
+        from helpers.models import input_size  # also registers the course's custom layers for loading
 
-        model = keras.models.load_model(file, compile=False)
+        model = run.keras_model() if hasattr(run, "keras_model") else keras.models.load_model(file, compile=False)
         return as_predict_fn(model), input_size(model)
     from helpers.models.hybrid import load_hybrid
 
