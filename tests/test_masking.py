@@ -147,6 +147,10 @@ def test_a_reader_of_the_tag_keeps_its_auc_without_the_lungs_and_loses_it_withou
     assert table.loc["only the lungs", "auc drop"] == pytest.approx(table.loc["as is", "auc"] - 0.5)
     assert (table["auc low"] <= table["auc"]).all() and (table["auc"] <= table["auc high"]).all()
     assert (table["n"] == len(found)).all() and table.attrs["left_out"] == 0 and table.attrs["dilation"] == 1
+    shown = masking.format_masking({"corner": table, "again": table})
+    assert shown.index.tolist()[:2] == [("corner", "as is"), ("corner", "lungs removed")] and len(shown) == 6
+    low, high = table.loc["as is", ["auc low", "auc high"]]
+    assert shown.loc[("corner", "as is"), "AUC (95% CI)"] == f"{table.loc['as is', 'auc']:.2f} ({low:.2f}-{high:.2f})"
     val = image_set.manifest["split"] == "val"
     expected = masking.choose_threshold(image_set.manifest["label"][val], _corner_reader(image_set.images[val]))
     assert table.attrs["threshold"] == expected, "the threshold comes from the validation split, as is"

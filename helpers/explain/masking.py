@@ -240,15 +240,15 @@ def format_masking(tables: dict[str, pd.DataFrame], *, digits: int = 2) -> pd.Da
     """The tables of several models in one, for display: ``AUC (95% CI)`` as a string, rows (model, condition)."""
     parts = []
     for model, table in tables.items():
-        shown = pd.DataFrame({
+        parts.append(pd.DataFrame({
             "AUC (95% CI)": [format_interval(*row, digits=digits)
                              for row in table[["auc", "auc low", "auc high"]].itertuples(index=False)],
             "AUC drop": table["auc drop"].round(digits).to_numpy(),
-            f"sensitivity at {table.attrs['threshold']:.3f}": table["sensitivity"].round(digits).to_numpy(),
+            "sensitivity": table["sensitivity"].round(digits).to_numpy(),
             "specificity": table["specificity"].round(digits).to_numpy(),
+            "threshold (val)": round(table.attrs["threshold"], 3),
             "images": table["n"].to_numpy(), "patients": table["patients"].to_numpy(),
-        }, index=pd.MultiIndex.from_product([[model], table.index], names=["model", "condition"]))
-        parts.append(shown.rename(columns=lambda name: "sensitivity" if name.startswith("sensitivity") else name))
+        }, index=pd.MultiIndex.from_product([[model], table.index], names=["model", "condition"])))
     return pd.concat(parts) if parts else pd.DataFrame()
 
 
