@@ -388,7 +388,7 @@ if best_saved is not None:
     masking_tables[f"{dataset.name}/{masked_run.model}"] = masking.masking_experiment(
         predict_fn, lung_images, lung_masks, masked_run.threshold, n_boot=N_BOOT)
 elif masking.has_masks(dataset.manifest):
-    print(f"No saved model of {dataset.name} to mask (hybrids need their features.json): skipped.")
+    print(f"No run of {dataset.name} has a saved model (model.keras, or a hybrid's files) to mask: skipped.")
 else:
     print(f"{dataset.name} ships no lung masks (of the course's datasets only covid19-radiography and the "
           "synthetic sets do): the masking experiment on its models is skipped.")
@@ -413,9 +413,9 @@ plt.show()
 # tag keeps its AUC with the lungs removed, because the tag is still there, and loses much of it on the
 # lungs alone, where only the faint opacities it barely learned are left. A model trained on the plain
 # synthetic set, whose only signal is the opacities inside the lungs, does the opposite: near chance (0.5)
-# without the lungs, close to its full AUC on the lungs alone (run with `DATASET="synthetic"` to see it). On real data a model whose AUC
-# stays far above 0.5 without the lungs has learned something about the image that is not the lungs: the
-# hospital, the device, the text, the patient's position. Sensitivity and specificity can swing wildly
+# without the lungs, close to its full AUC on the lungs alone (run with `DATASET="synthetic"` to see it).
+# On real data a model whose AUC stays far above 0.5 without the lungs has learned something about the
+# image that is not the lungs: the hospital, the device, the text, the patient's position. Sensitivity and specificity can swing wildly
 # under masking even where the AUC holds: a black region shifts every score, and the threshold was chosen
 # on complete images. Two limits: a masked image is unlike anything the model was trained on, so a fall in
 # AUC is a hint, not proof, that the lungs mattered; and Maguolo & Nanni went further and *trained* on the
