@@ -415,11 +415,11 @@ plt.show()
 # synthetic set, whose only signal is the opacities inside the lungs, does the opposite: near chance (0.5)
 # without the lungs, close to its full AUC on the lungs alone (run with `DATASET="synthetic"` to see it).
 # On real data a model whose AUC stays far above 0.5 without the lungs has learned something about the
-# image that is not the lungs: the hospital, the device, the text, the patient's position. Sensitivity and specificity can swing wildly
-# under masking even where the AUC holds: a black region shifts every score, and the threshold was chosen
-# on complete images. Two limits: a masked image is unlike anything the model was trained on, so a fall in
-# AUC is a hint, not proof, that the lungs mattered; and Maguolo & Nanni went further and *trained* on the
-# masked images (exercise 5).
+# image that is not the lungs: the hospital, the device, the text, the patient's position. Sensitivity
+# and specificity can swing wildly under masking even where the AUC holds: a black region shifts every
+# score, and the threshold was chosen on complete images. Two limits: a masked image is unlike anything
+# the model was trained on, so a fall in AUC is a hint, not proof, that the lungs mattered; and Maguolo &
+# Nanni went further and *trained* on the masked images (exercise 5).
 #
 # ## Key takeaways
 # - Report every metric with a confidence interval that resamples patients, next to the
