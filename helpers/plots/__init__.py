@@ -49,6 +49,8 @@ def _labelled(runs: list[Run], split: str) -> list[tuple[str, Run, np.ndarray, n
         if not rows.empty:
             label = f"{run.dataset}/{run.model}" if several else run.model
             out.append((label, run, to_binary(rows["y_true"]), rows["probability"].to_numpy(float)))
+    if not out:
+        raise ValueError(f"no run has {split} predictions")
     return out
 
 
@@ -91,21 +93,11 @@ def plot_roc_pr(runs: list[Run], split: str = "test", *, vertical: bool = False)
         pr_ax.axhline(
             prevalence, color="k", ls="--", lw=1, label=f"baseline{name}: prevalence {prevalence:.2f}"
         )
-    roc_ax.set(
-        xlabel="1 - specificity (false positive rate)",
-        ylabel="sensitivity (true positive rate)",
-        title="ROC (dots: threshold chosen on val)",
-        xlim=(-0.01, 1.01),
-        ylim=(-0.01, 1.01),
-    )
-    pr_ax.set(
-        xlabel="sensitivity (recall)",
-        ylabel="PPV (precision)",
-        title="Precision-recall",
-        xlim=(-0.01, 1.01),
-        ylim=(-0.01, 1.01),
-    )
+    roc_ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
+               title="ROC (dots: threshold chosen on val)")
+    pr_ax.set(xlabel="sensitivity (recall)", ylabel="PPV (precision)", title="Precision-recall")
     for ax in (roc_ax, pr_ax):
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
         ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize="small")
         ax.grid(alpha=0.3)
     synthetic_title(fig, _where(curves, split), synthetic=any(item[1].synthetic for item in curves))
@@ -116,8 +108,6 @@ def plot_roc_pr(runs: list[Run], split: str = "test", *, vertical: bool = False)
 def plot_confusion_matrices(runs: list[Run], split: str = "test", *, ncols: int = 3):
     """One confusion matrix per model at its val-chosen threshold: counts and share of each true class."""
     items = _labelled(runs, split)
-    if not items:
-        raise ValueError(f"no run has {split} predictions")
     ncols = min(ncols, len(items))
     nrows = math.ceil(len(items) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.6 * nrows), squeeze=False)
@@ -143,8 +133,6 @@ def plot_confusion_matrices(runs: list[Run], split: str = "test", *, ncols: int 
 def plot_calibration(runs: list[Run], split: str = "test", *, n_bins: int = 10):
     """Reliability diagram (observed COVID rate per probability bin) above a histogram of probabilities."""
     items = _labelled(runs, split)
-    if not items:
-        raise ValueError(f"no run has {split} predictions")
     fig, (ax, hist_ax) = plt.subplots(
         2, 1, figsize=(6.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
@@ -240,3 +228,8 @@ def plot_images(images, titles, *, ncols: int = 6, title: str = "", synthetic: b
     synthetic_title(fig, title, synthetic=synthetic)
     fig.tight_layout()
     return fig
+
+
+# Figures with a module of their own, re-exported here: `from helpers import plots` gives every figure.
+from helpers.plots.gradcam import plot_gradcam_grid, plot_outcome_gradcam, plot_shortcut_gradcam  # noqa: E402, F401
+from helpers.plots.hybrid import plot_boosting, plot_feature_importance, plot_importance_map, plot_time_breakdown  # noqa: E402, F401
