@@ -275,6 +275,7 @@ ALLOWED = [
     ("05", "At 1% prevalence", "one of the prevalences section 7 evaluates"),
     ("05", "the PPV at 1% prevalence", "one of the prevalences section 7 evaluates"),
     ("05", "about 80% really are COVID", "the definition of calibration, with its 0.8 example"),
+    ("05", "2% of the image side", "helpers.explain.masking's dilation width, a constant of the method"),
     ("05", "x > 50% and y < 35% of the image", "helpers.explain.shortcut.ATTENTION_BOX, a constant"),
     ("05", "with sensitivity 0.95 and specificity 0.90 at 1% prevalence", "made-up figures of a by-hand exercise"),
     ("05", "Of 10,000 people", "the by-hand exercise's made-up population"),

@@ -492,7 +492,7 @@ assert np.array_equal(only_lungs, masking.mask_lungs(test_images, marker_masks.m
 
 # %% [markdown]
 # `masking.masking_experiment` scores a model on the three versions (the reference of these lines is
-# `masking.mask_lungs`), each AUC with its 95% patient-bootstrap interval, and sensitivity and
+# `masking.mask_lungs`), each AUC with its 95% interval (patient bootstrap), and sensitivity and
 # specificity at the model's validation threshold. It runs on the best model of `DATASET` (highest
 # validation AUC) when the dataset has masks, and on the CNN of section 10 that learned the tag:
 
@@ -534,7 +534,7 @@ plt.show()
 # lungs alone, where only the faint opacities it barely learned are left. A model trained on the plain
 # synthetic set, whose only signal is the opacities inside the lungs, does the opposite: near chance (0.5)
 # without the lungs, close to its full AUC on the lungs alone (run with `DATASET="synthetic"` to see it).
-# On real data a model whose AUC stays far above 0.5 without the lungs has learned something about the
+# On real data a model whose AUC stays far above chance without the lungs has learned something about the
 # image that is not the lungs: the hospital, the device, the text, the patient's position. Sensitivity
 # and specificity can swing wildly under masking even where the AUC holds: a black region shifts every
 # score, and the threshold was chosen on complete images. Two limits: a masked image is unlike anything
