@@ -5,19 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from http_server import FaultyServer
 
 from helpers.data import synthetic
 from helpers.data.dataset import SYNTHETIC_BANNER, cap_per_class, course_dataset, describe, load_dataset, patient_split
-from helpers.data.sources import IEEE8023_COMMIT, SourceUnavailable
-
-IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
-
-
-@pytest.fixture
-def ieee_server(shared_data):
-    with FaultyServer(shared_data / "ieee8023-mini", prefix=IEEE_PREFIX) as server:
-        yield server
+from helpers.data.sources import SourceUnavailable
 
 
 def crossing_patients(manifest: pd.DataFrame) -> set[str]:

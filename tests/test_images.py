@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from pathlib import Path
@@ -11,6 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import dicom_bytes as make_dicom
+from conftest import encode_image as encode
 from PIL import Image, ImageFilter
 
 from helpers import images, paths
@@ -26,12 +27,6 @@ from helpers.images import (
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 ORIENTATION = 0x0112  # the EXIF tag
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def ramp(height: int = 32, width: int = 48) -> np.ndarray:
@@ -279,29 +274,6 @@ def test_bytes_without_a_name_say_so():
 
 
 # ---------------------------------------------------------------- DICOM
-
-
-def make_dicom(pixels: np.ndarray, *, photometric="MONOCHROME2", preamble=True, **elements) -> bytes:
-    pytest.importorskip("pydicom", minversion="3.0", reason="these tests write DICOM with the pydicom 3 API")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=preamble, implicit_vr=False, little_endian=True)
-    return buffer.getvalue()
 
 
 DICOM_PIXELS = np.array([[0, 1000], [2000, 4000]], np.uint16)

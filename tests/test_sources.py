@@ -10,6 +10,7 @@ from itertools import chain
 
 import pandas as pd
 import pytest
+from conftest import IEEE_PREFIX
 from http_server import FaultyServer
 
 from helpers.data import sources
@@ -31,7 +32,6 @@ from helpers.data.sources import (
     select_ieee8023,
 )
 
-IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
 ACTUALMED_PREFIX = f"/agchung/Actualmed-COVID-chestxray-dataset/{ACTUALMED_COMMIT}"
 COVID_CT_PREFIX = f"/UCSD-AI4H/COVID-CT/{COVID_CT_COMMIT}"
 QUIET = {"progress": False, "retries": 0}
@@ -55,12 +55,6 @@ def check_manifest(prepared, source=None):
 @pytest.fixture
 def ieee_mini(shared_data):
     return shared_data / "ieee8023-mini"
-
-
-@pytest.fixture
-def ieee_server(ieee_mini):
-    with FaultyServer(ieee_mini, prefix=IEEE_PREFIX) as server:
-        yield server
 
 
 def test_ieee8023_xray_rows(ieee_server, ieee_mini, tmp_path):
