@@ -159,6 +159,23 @@ def test_smoke_series_runs_every_notebook_on_each_dataset(smoke):
             assert not errors
 
 
+TENSORFLOW_START_UP = ("absl::InitializeLog", "oneDNN custom operations", "TensorFlow binary is optimized",
+                       "To enable the following instructions")
+
+
+def test_executed_notebooks_begin_with_the_setup_summary_not_tensorflow_start_up_lines(smoke):
+    """Issue 15: the first output a learner reads is the versions line of ``setup()``, not TensorFlow's C++ log."""
+    out, _ = smoke
+    for dataset in SMOKE_DATASETS:
+        for name in EXPECTED:
+            executed = read(out / "notebooks" / dataset / f"{name}.ipynb")
+            text = json.dumps([c.get("outputs", []) for c in executed.cells])
+            assert not [line for line in TENSORFLOW_START_UP if line in text], f"{dataset}/{name}"
+            setup_cell = executed.cells[1]
+            assert setup_cell.source == build_notebooks.SETUP_CELL
+            assert setup_cell.outputs[0]["name"] == "stdout" and setup_cell.outputs[0]["text"].startswith("python ")
+
+
 def test_smoke_runs_say_loudly_that_the_data_are_synthetic(smoke):
     out, _ = smoke
     for dataset in SMOKE_DATASETS:
