@@ -107,6 +107,24 @@ def dicom_bytes(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", preambl
     return buffer.getvalue()
 
 
+# ------------------------------------------------------------------------------ reference metrics
+
+
+def check_recorded_metrics(recorded: dict, y_true, prob, threshold: float) -> None:
+    """``recorded`` (a split of a metrics.json) holds the metrics of these predictions, recomputed by
+    scikit-learn alone: independent of ``helpers.evaluation``, which wrote them."""
+    from sklearn import metrics as skm
+
+    y, prob = np.asarray(y_true, int), np.asarray(prob, float)
+    predicted = (prob >= threshold).astype(int)
+    assert recorded["confusion_matrix"] == skm.confusion_matrix(y, predicted, labels=[0, 1]).tolist()
+    assert recorded["auc"] == pytest.approx(skm.roc_auc_score(y, prob))
+    assert recorded["accuracy"] == pytest.approx(skm.accuracy_score(y, predicted))
+    assert recorded["sensitivity"] == pytest.approx(skm.recall_score(y, predicted))
+    assert recorded["specificity"] == pytest.approx(skm.recall_score(y, predicted, pos_label=0))
+    assert (recorded["n"], recorded["threshold"]) == (len(y), pytest.approx(threshold))
+
+
 # ------------------------------------------------------------------------------ the network guard
 
 

@@ -19,10 +19,10 @@ import pytest
 pytest.importorskip("xgboost")
 pytest.importorskip("tensorflow")
 
+from conftest import check_recorded_metrics  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from helpers.data.dataset import course_dataset  # noqa: E402
-from helpers.evaluation import binary_metrics  # noqa: E402
 from helpers.images import load_images  # noqa: E402
 from helpers.models import hybrid  # noqa: E402
 
@@ -187,7 +187,7 @@ def test_saved_model_reloads_and_reproduces_predictions(setting, trained, kind):
     np.testing.assert_array_equal(reloaded.predict_features(X), recorded["probability"])
     for split in ("val", "test"):  # the CSV gives back the threshold's side of every image
         part = recorded[recorded["split"] == split]
-        assert binary_metrics(part["y_true"], part["probability"], metrics["threshold"]) == metrics[split]
+        check_recorded_metrics(metrics[split], part["y_true"], part["probability"], metrics["threshold"])
     pixels = np.concatenate([images.images[(images.manifest["split"] == s).to_numpy()] for s in ("val", "test")])
     np.testing.assert_allclose(reloaded.predict(pixels[:16]), recorded["probability"][:16], atol=1e-5)
 
