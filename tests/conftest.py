@@ -257,7 +257,7 @@ def pytest_configure(config):
 
 
 def pytest_ignore_collect(collection_path, config):
-    """``--fast``: test files that import TensorFlow or papermill at module level are not even imported."""
+    """``--fast``: a test file marked as a whole (TensorFlow at module level, or notebooks) is not even imported."""
     if config.getoption("--fast") and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
         return bool(module_needs(collection_path)[0]) or None
     return None
@@ -273,7 +273,7 @@ def pytest_collection_modifyitems(config, items):
         for mark in sorted(needs | ({"slow"} if "notebooks" in needs else set())):
             item.add_marker(mark)
     if config.getoption("--fast"):
-        kept = [item for item in items if not any(item.get_closest_marker(m) for m in NEEDS)]
-        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-        items[:] = kept
+        needing = {item for item in items if any(item.get_closest_marker(mark) for mark in NEEDS)}
+        config.hook.pytest_deselected(items=[item for item in items if item in needing])
+        items[:] = [item for item in items if item not in needing]
     items.sort(key=lambda item: "smoke" not in getattr(item, "fixturenames", ()))
