@@ -1,11 +1,12 @@
-"""Shared test machinery: sample data, isolated folders, writers of image files, the local ieee8023 server,
+"""Shared test machinery: sample data, isolated folders, the local ieee8023 server, reference metrics,
 a network guard for the whole suite, and the ``tensorflow`` / ``notebooks`` markers behind ``make test-fast``.
+(Image and DICOM files made in memory live in ``tests/image_files.py``.)
 
 - Network: every socket connection and name lookup outside loopback (127.0.0.0/8, ::1, AF_UNIX) raises
   :class:`NetworkBlocked` before anything is sent, so no test can reach the internet by accident.
 - Markers: a test module that imports TensorFlow (``keras``, ``tensorflow``, ``helpers.models``,
-  ``helpers.explain``) is marked ``tensorflow``; one that runs notebooks (``papermill``, the runner
-  ``helpers.app.runner``) is marked ``notebooks`` and ``slow``. An import inside a test function or
+  ``helpers.explain``) is marked ``tensorflow``; one that runs notebooks (imports ``papermill`` or
+  calls ``run_all``/``execute_notebook``) is marked ``notebooks`` and ``slow``. An import inside a test function or
   fixture marks only that test or the tests using that fixture. Read from the source, so the marks
   stay right as tests change. ``pytest --fast`` (``make test-fast``) leaves all of them out, and
   refuses ``import tensorflow``/``keras`` outright: a test that needs TensorFlow without saying so
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import importlib.abc
-import io
 import ipaddress
 import socket
 import sys
@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from http_server import FaultyServer
-from PIL import Image
 
 from helpers.data.sources import IEEE8023_COMMIT
 
@@ -67,44 +66,6 @@ def ieee_server(shared_data):
     """ieee8023-mini served on 127.0.0.1 under the path of the pinned commit, as GitHub serves the real one."""
     with FaultyServer(shared_data / "ieee8023-mini", prefix=IEEE_PREFIX) as server:
         yield server
-
-
-# ------------------------------------------------------------------------------ image files in memory
-
-
-def encode_image(image: np.ndarray | Image.Image, fmt: str = "PNG", **options) -> bytes:
-    """The bytes of an image file: an array (8/16-bit gray, RGB, RGBA) or a PIL image saved as ``fmt``."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def dicom_bytes(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", preamble: bool = True, **elements) -> bytes:
-    """A minimal 16-bit (12 bits stored) DICOM file of ``pixels``; ``elements`` set or override data elements.
-
-    ``preamble=False`` leaves out the 128-byte preamble and ``DICM`` prefix, as some old files do.
-    """
-    pytest.importorskip("pydicom", minversion="3.0", reason="the tests write DICOM with the pydicom 3 API")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=preamble, implicit_vr=False, little_endian=True)
-    return buffer.getvalue()
 
 
 # ------------------------------------------------------------------------------ reference metrics
@@ -198,20 +159,22 @@ def no_internet():
 
 # ------------------------------------------------------------------------------ markers and make test-fast
 
-NEEDS = {"tensorflow": ("tensorflow", "keras", "helpers.models", "helpers.explain"),
-         "notebooks": ("papermill", "helpers.app.runner")}
+NEEDS = {"tensorflow": ("tensorflow", "keras", "helpers.models", "helpers.explain"), "notebooks": ("papermill",)}
 WHOLE_MODULE = {"notebooks"}  # a module that runs notebooks anywhere is a notebooks module
+RUNS_NOTEBOOKS = {"run_all", "execute_notebook"}  # the runner's and papermill's calls: they start kernels
 
 
 def _imported(node: ast.AST) -> list[str]:
-    """Module names a statement imports (``importorskip("keras")`` included)."""
+    """Module names a statement imports (``importorskip("keras")`` included; running notebooks counts as papermill)."""
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     if isinstance(node, ast.ImportFrom) and node.module:
         return [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-    if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "importorskip" and node.args
-            and isinstance(node.args[0], ast.Constant)):
-        return [str(node.args[0].value)]
+    if isinstance(node, ast.Call):
+        called = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+        if called == "importorskip" and node.args and isinstance(node.args[0], ast.Constant):
+            return [str(node.args[0].value)]
+        return ["papermill"] if called in RUNS_NOTEBOOKS else []
     return []
 
 

@@ -97,5 +97,5 @@ def test_marks_come_from_the_imports_of_the_module_and_of_each_function(tmp_path
     '''))
     assert module_needs(source) == (set(), {"model": {"tensorflow"}, "test_uses_explain": {"tensorflow"}})
     source = tmp_path / "test_runs_notebooks.py"
-    source.write_text("def smoke():\n    from helpers.app import runner\n")
+    source.write_text("from helpers.app import runner\n\ndef smoke():\n    return runner.run_all('smoke')\n")
     assert module_needs(source)[0] == {"notebooks"}  # a module that runs notebooks anywhere is all notebooks

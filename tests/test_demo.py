@@ -14,14 +14,14 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import dicom_bytes
-from conftest import encode_image as png
+from image_files import encode as png
+from image_files import make_dicom
 
 from helpers import DISCLAIMER
 from helpers.app import demo
 from helpers.images import read_image
 from helpers.models import build_cnn
-from helpers.models.train import save_run
+from helpers.runs import save_run
 
 MB = 1_000_000
 
@@ -39,7 +39,7 @@ def uploads(shared_data) -> dict[str, bytes]:
         "chest.jpg": real.read_bytes(),
         "chest16.png": png(gray.astype(np.uint16) * 16),
         "chest_rgba.png": png(rgba),
-        "chest.dcm": dicom_bytes(gray.astype(np.uint16) * 16, Modality="DX"),
+        "chest.dcm": make_dicom(gray.astype(np.uint16) * 16, Modality="DX"),
         "report.png": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n",
         "empty.png": b"",
         "huge.png": b"\x89PNG\r\n\x1a\n" + bytes(50 * MB),
@@ -73,7 +73,7 @@ def test_uploaded_files_reads_both_formats(make):
 
 
 def save_tiny_model(dataset: str, *, synthetic: bool = True, name: str = "cnn") -> Path:
-    """A tiny untrained CNN saved through helpers.models.train.save_run, as notebook 02 would."""
+    """A tiny untrained CNN saved through helpers.runs.save_run, as notebook 02 would."""
     model = build_cnn(32, filters=(8, 16))
     manifest = pd.DataFrame({"split": ["train", "val", "val", "test", "test"]})
     ds = SimpleNamespace(name=dataset, synthetic=synthetic, modality="xray", manifest=manifest)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import encode_image as png
+from image_files import encode as png
 
 from helpers.app.predict import ModelError, load_model, main, predict_image
 from helpers.images import ImageError, read_image, resize

@@ -9,12 +9,11 @@
 #   checks can warn you (but never guarantee anything);
 # - how to predict from the command line with `python -m helpers predict`.
 #
-# **Run time:** about 1 min on a Colab GPU or a laptop CPU once a model exists (notebooks 02 or 03),
-# under a minute with `SMOKE=True` (it then trains a tiny model itself if none exists).
+# **Run time:** (filled in by tools/build_notebooks.py from notebooks/timings.json)
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # the dataset the model was trained on; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
-SMOKE = False  # True: tiny data; trains a quick tiny CNN when no model exists yet
+SMOKE = False  # True: tiny data, quick runs
 STRICT = False  # True: fail instead of falling back to synthetic data
 MAX_PER_CLASS = None  # as in notebook 02, so that the same dataset (and split) is loaded
 MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (notebook 02) or a backbone such as "vgg16" (notebook 03)
@@ -39,9 +38,10 @@ MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (notebook 02) or a bac
 # ## 2. The data and the model
 #
 # We load the dataset as the training notebooks did (same name, same split) and look for the
-# model folder `outputs/<dataset>/<MODEL>/` that notebook 02 or 03 wrote. In `SMOKE` mode, when
-# there is none yet, a tiny CNN is trained here in a few seconds so that the rest of the notebook
-# runs; its predictions are close to guesses.
+# model folder `outputs/<dataset>/<MODEL>/` that notebook 02 or 03 wrote. When there is none (in
+# Colab every notebook starts in a new VM: `PERSIST = True` in the setup cell keeps the models of
+# 02 and 03 in your Google Drive), a quick small CNN (`cnn-quick`) is trained here so that the rest
+# of the notebook runs; it is weaker than notebook 02's model.
 
 # %%
 from helpers import data
@@ -49,11 +49,13 @@ from helpers.app import demo
 from helpers.app import predict
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
-model_dir = demo.model_folder(dataset.name, MODEL)
-if model_dir is None and SMOKE:
-    model_dir = demo.train_quick_model(dataset, name=MODEL)
-print(f"model: {model_dir}" if model_dir else
-      f"No model at outputs/{dataset.name}/{MODEL}/: run 02_cnn_from_scratch (or 03_transfer_learning) first.")
+model_dir = demo.model_folder(dataset.name, MODEL) or demo.model_folder(dataset.name, "cnn-quick")
+if model_dir is None:
+    print(f"No model at outputs/{dataset.name}/{MODEL}/ (notebook 02 or 03 writes it). Training a quick CNN "
+          "instead, so that this notebook runs alone: under a minute with SMOKE=True (measured on a 2-core CPU), "
+          "a few minutes on a Colab GPU with the full dataset (an estimate).")
+    model_dir = demo.train_quick_model(dataset, name="cnn-quick")
+print(f"model: {model_dir}")
 
 # %% [markdown]
 # ## 3. The app
