@@ -5,8 +5,8 @@ a network guard for the whole suite, and the ``tensorflow`` / ``notebooks`` mark
 - Network: every socket connection and name lookup outside loopback (127.0.0.0/8, ::1, AF_UNIX) raises
   :class:`NetworkBlocked` before anything is sent, so no test can reach the internet by accident.
 - Markers: a test module that imports TensorFlow (``keras``, ``tensorflow``, ``helpers.models``,
-  ``helpers.explain``) is marked ``tensorflow``; one that runs notebooks (imports ``papermill`` or
-  calls ``run_all``/``execute_notebook``) is marked ``notebooks`` and ``slow``. An import inside a test function or
+  ``helpers.explain``, or calls ``setup()``) is marked ``tensorflow``; one that runs notebooks (imports
+  ``papermill`` or calls ``run_all``/``execute_notebook``) is marked ``notebooks`` and ``slow``. An import inside a test function or
   fixture marks only that test or the tests using that fixture. Read from the source, so the marks
   stay right as tests change. ``pytest --fast`` (``make test-fast``) leaves all of them out, and
   refuses ``import tensorflow``/``keras`` outright: a test that needs TensorFlow without saying so
@@ -161,11 +161,12 @@ def no_internet():
 
 NEEDS = {"tensorflow": ("tensorflow", "keras", "helpers.models", "helpers.explain"), "notebooks": ("papermill",)}
 WHOLE_MODULE = {"notebooks"}  # a module that runs notebooks anywhere is a notebooks module
-RUNS_NOTEBOOKS = {"run_all", "execute_notebook"}  # the runner's and papermill's calls: they start kernels
+# Calls that import TensorFlow or start kernels without an import statement in the test.
+CALLS = {"setup": "tensorflow", "seed_everything": "tensorflow", "run_all": "papermill", "execute_notebook": "papermill"}
 
 
 def _imported(node: ast.AST) -> list[str]:
-    """Module names a statement imports (``importorskip("keras")`` included; running notebooks counts as papermill)."""
+    """Module names a statement imports (``importorskip("keras")`` included, and what a call in ``CALLS`` needs)."""
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     if isinstance(node, ast.ImportFrom) and node.module:
@@ -174,7 +175,7 @@ def _imported(node: ast.AST) -> list[str]:
         called = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
         if called == "importorskip" and node.args and isinstance(node.args[0], ast.Constant):
             return [str(node.args[0].value)]
-        return ["papermill"] if called in RUNS_NOTEBOOKS else []
+        return [CALLS[called]] if called in CALLS else []
     return []
 
 

@@ -92,10 +92,15 @@ def test_marks_come_from_the_imports_of_the_module_and_of_each_function(tmp_path
         def test_uses_explain():
             import helpers.explain.shortcut
 
+        def test_sets_up_a_notebook():
+            from helpers import environment
+            environment.setup()
+
         def test_no_tensorflow():
             import helpers.modelsx  # a name that only starts like one
     '''))
-    assert module_needs(source) == (set(), {"model": {"tensorflow"}, "test_uses_explain": {"tensorflow"}})
+    assert module_needs(source) == (set(), {"model": {"tensorflow"}, "test_uses_explain": {"tensorflow"},
+                                             "test_sets_up_a_notebook": {"tensorflow"}})
     source = tmp_path / "test_runs_notebooks.py"
     source.write_text("from helpers.app import runner\n\ndef smoke():\n    return runner.run_all('smoke')\n")
     assert module_needs(source)[0] == {"notebooks"}  # a module that runs notebooks anywhere is all notebooks
