@@ -51,7 +51,7 @@ from helpers import data, evaluation, images, paths, plots
 from helpers.models import BACKBONES as REGISTRY
 from helpers.models import Preprocess, augmentation, train, with_weights_fallback
 from helpers.models.pipeline import labels_of, split_pipeline
-from helpers.runs import load_history
+from helpers.runs import load_history, read_runs
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 

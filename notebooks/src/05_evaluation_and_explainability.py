@@ -454,6 +454,93 @@ external.external_summary([record]).round(3)
 # split and shared its shortcut. Only Grad-CAM, a targeted experiment and external data did. (The
 # exact numbers vary from run to run; the direction does not.)
 #
+# ## 11. Lung masking: does the model look at the lungs?
+#
+# Grad-CAM hints at where a model looked; masking tests it. Maguolo & Nanni (2021) blacked out the centre
+# of chest X-rays, where the lungs are, and their classifiers still told the COVID-19 datasets apart;
+# DeGrave et al. (2021) found published models whose evidence lay outside the lung fields. We score a
+# trained model on the same test images, at the threshold it chose on validation, three ways: as they are,
+# with the lungs blacked out, and with everything *but* the lungs blacked out. A model that still scores
+# well **without the lungs reads the hospital, not the disease**; a model that reads the disease falls to
+# chance without them and keeps its score on the lungs alone.
+#
+# The masks come with the data: the COVID-19 Radiography Database ships a lung mask per image, and so does
+# the synthetic generator (other datasets have none, and the experiment skips them). The tagged synthetic set
+# of section 10 always takes part, because there we know the answer: its tag sits outside the lungs.
+# The masking itself is three lines of numpy. The mask is widened by a few pixels first (`masking.dilate`,
+# 2% of the image side) so that no lung edge leaks into "lungs removed":
+
+# %%
+import numpy as np
+
+from helpers.explain import masking
+
+if "marker_model" not in globals():  # section 10 did not run in this session: train its model the same way
+    marker_dataset = shortcut.shortcut_dataset(smoke=SMOKE)
+    marker_images = images.load_images(marker_dataset, IMG_SIZE)
+    marker_run = quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, batch_size=BATCH_SIZE, verbose=2)
+    marker_model, marker_metrics = marker_run.keras_model(), marker_run.metrics
+marker_masks = masking.load_lung_masks(marker_dataset, marker_images)  # test images, at the model's size
+test_images = marker_images.images[marker_masks.rows]
+
+lungs = masking.dilate(marker_masks.masks)       # True inside the lungs, a few pixels wider
+lungs_removed = np.where(lungs, 0, test_images)  # black out the lungs: only what is around them is left
+only_lungs = np.where(lungs, test_images, 0)     # black out everything but the lungs
+
+assert np.array_equal(lungs_removed, masking.mask_lungs(test_images, marker_masks.masks, keep="outside"))
+assert np.array_equal(only_lungs, masking.mask_lungs(test_images, marker_masks.masks, keep="lungs"))
+
+# %% [markdown]
+# `masking.masking_experiment` scores a model on the three versions (the reference of these lines is
+# `masking.mask_lungs`), each AUC with its 95% patient-bootstrap interval, and sensitivity and
+# specificity at the model's validation threshold. It runs on the best model of `DATASET` (highest
+# validation AUC) when the dataset has masks, and on the CNN of section 10 that learned the tag:
+
+# %%
+masking_tables, lung_images, lung_masks = {}, None, None
+best_saved = masking.best_predictor(runs) if masking.has_masks(dataset.manifest) else None
+if best_saved is not None:
+    masked_run, predict_fn, model_size = best_saved
+    lung_images = images.load_images(dataset, model_size)
+    lung_masks = masking.load_lung_masks(dataset, lung_images)
+    print(f"Masking experiment on {dataset.name}/{masked_run.model} ({model_size}px, {len(lung_masks)} test "
+          f"images, threshold {masked_run.threshold:.3f} chosen on val)")
+    masking_tables[f"{dataset.name}/{masked_run.model}"] = masking.masking_experiment(
+        predict_fn, lung_images, lung_masks, masked_run.threshold, n_boot=N_BOOT)
+elif masking.has_masks(dataset.manifest):
+    print(f"No run of {dataset.name} has a saved model (model.keras, or a hybrid's files) to mask: skipped.")
+else:
+    print(f"{dataset.name} ships no lung masks (of the course's datasets only covid19-radiography and the "
+          "synthetic sets do): the masking experiment on its models is skipped.")
+tag_reader = f"{marker_dataset.name}/cnn (section 10)"
+print(f"Masking experiment on {tag_reader} ({IMG_SIZE}px, {len(marker_masks)} test images, "
+      f"threshold {marker_metrics['threshold']:.3f} chosen on val)")
+tag_table = masking.masking_experiment(marker_model, marker_images, marker_masks, marker_metrics["threshold"],
+                                       n_boot=N_BOOT)
+masking.format_masking({**masking_tables, tag_reader: tag_table})
+
+# %%
+if dataset.synthetic or not masking_tables:  # one synthetic figure: the tagged images, every model's AUCs
+    masking.masking_figure(marker_images, marker_masks, {**masking_tables, tag_reader: tag_table}, synthetic=True)
+else:  # real data and synthetic data never share a figure
+    masking.masking_figure(lung_images, lung_masks, masking_tables, synthetic=False)
+    plt.show()
+    masking.masking_figure(marker_images, marker_masks, {tag_reader: tag_table}, synthetic=True)
+plt.show()
+
+# %% [markdown]
+# **What to read here.** For each model compare the three AUCs, intervals first. The CNN that learned the
+# tag keeps its AUC with the lungs removed, because the tag is still there, and loses much of it on the
+# lungs alone, where only the faint opacities it barely learned are left. A model trained on the plain
+# synthetic set, whose only signal is the opacities inside the lungs, does the opposite: near chance (0.5)
+# without the lungs, close to its full AUC on the lungs alone (run with `DATASET="synthetic"` to see it).
+# On real data a model whose AUC stays far above 0.5 without the lungs has learned something about the
+# image that is not the lungs: the hospital, the device, the text, the patient's position. Sensitivity
+# and specificity can swing wildly under masking even where the AUC holds: a black region shifts every
+# score, and the threshold was chosen on complete images. Two limits: a masked image is unlike anything
+# the model was trained on, so a fall in AUC is a hint, not proof, that the lungs mattered; and Maguolo &
+# Nanni went further and *trained* on the masked images (exercise 5).
+#
 # ## Key takeaways
 # - Report every metric with a confidence interval that resamples patients, next to the
 #   majority-class baseline; choose models and thresholds on validation, never on test.
@@ -462,6 +549,8 @@ external.external_summary([record]).round(3)
 # - Grad-CAM is a coarse hint, not proof; heat on text, borders or outside the lungs is a red flag.
 # - A near-perfect score on an internal test split can come entirely from a shortcut. Only
 #   external validation, and experiments that remove the suspected shortcut, can tell.
+# - Black out the lungs and score again: a model that keeps its AUC without the lungs reads the
+#   hospital, not the disease.
 # - Everything here on synthetic data shows that the code works, not that anything detects
 #   COVID-19; and even on real data, this course's models are teaching material, not devices.
 #
@@ -486,6 +575,14 @@ external.external_summary([record]).round(3)
 # 5. In the `grad_cam` cell, replace `tf.nn.relu(...)` by `tf.abs(...)`, or average the gradients
 #    over the channels instead of the positions (`axis=-1`). What happens to the maps of NORMAL
 #    images, and why does Grad-CAM keep only the positive part?
+# 6. Train on masked images, as Maguolo & Nanni did. Keep the images (`kept = marker_images.images.copy()`),
+#    read every image's mask (`all_masks = masking.load_lung_masks(marker_dataset, marker_images, split=None)`;
+#    every synthetic image has one), black out the lungs of all of them (`marker_images.images[:] =
+#    masking.mask_lungs(kept, all_masks.masks, keep="outside")`), train a CNN without saving it as in exercise 3
+#    (`model = build_cnn(IMG_SIZE)`, `train.fit(model, marker_images, epochs=EPOCHS)`), put the images back
+#    (`marker_images.images[:] = kept`) and run `masking.masking_experiment(model, marker_images, marker_masks)`.
+#    Its "lungs removed" row is a model that never saw a lung, scored on images like the ones it trained on.
+#    Can it detect "COVID"?
 #
 # <details><summary>Solutions</summary>
 #
@@ -506,6 +603,9 @@ external.external_summary([record]).round(3)
 #    maps that mean the opposite of what they seem to; with the average over channels the map is no
 #    longer a weighted sum of the feature maps and loses its spatial meaning. The ReLU keeps only the
 #    evidence for the class asked about, which is what "where did the model see COVID" means.
+# 6. Yes: the tag is outside the lungs, so a model that never saw a lung can still read it, and its test
+#    AUC stays high. This is Maguolo & Nanni's argument: when a classifier scores well on images without
+#    lungs, the dataset, not the disease, is being learned, and the test protocol is not fair.
 # </details>
 #
 # ## References
@@ -516,6 +616,9 @@ external.external_summary([record]).round(3)
 # - DeGrave, A. J., Janizek, J. D. & Lee, S.-I. (2021). AI for radiographic COVID-19 detection
 #   selects shortcuts over signal. *Nature Machine Intelligence* 3, 610-619 (laterality markers,
 #   text and borders). https://doi.org/10.1038/s42256-021-00338-7
+# - Maguolo, G. & Nanni, L. (2021). A critic evaluation of methods for COVID-19 automatic detection from
+#   X-ray images. *Information Fusion* 76, 1-7 (classifiers that work without the lungs).
+#   https://doi.org/10.1016/j.inffus.2021.04.008
 # - Selvaraju, R. R. et al. (2017). Grad-CAM: visual explanations from deep networks via
 #   gradient-based localization. *ICCV*. https://arxiv.org/abs/1610.02391
 # - Wynants, L. et al. (2020). Prediction models for diagnosis and prognosis of covid-19:
