@@ -241,7 +241,7 @@ def _warnings_html(warnings: list[str]) -> str:
 
 def _figure_jpeg(prediction: Prediction) -> str:
     """The image next to its Grad-CAM overlay, as a base64 JPEG drawn in memory (at most DISPLAY_SIDE px)."""
-    from helpers.explain import plot_gradcam_grid
+    from helpers.plots import plot_gradcam_grid
 
     image = Image.fromarray(prediction.image)
     image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
@@ -292,9 +292,8 @@ def train_quick_model(dataset, *, name: str = "cnn", img_size: int = 64, epochs:
                       learning_rate: float = 3e-3) -> Path:
     """Train a small CNN on ``dataset`` and save it to ``outputs/<dataset>/<name>/`` (for SMOKE runs without one)."""
     from helpers.images import load_images
-    from helpers.models.train import train_quick_cnn
+    from helpers.runs import quick_cnn
 
     print(f"training a quick {img_size}px CNN on {dataset.name} ({epochs} epochs) for the demo ...")
-    train_quick_cnn(dataset, load_images(dataset, img_size, progress=False), epochs=epochs, batch_size=16,
-                    learning_rate=learning_rate, name=name)
-    return paths.run_dir(dataset.name, name)
+    return quick_cnn(dataset, load_images(dataset, img_size, progress=False), epochs=epochs, batch_size=16,
+                     learning_rate=learning_rate, name=name).path
