@@ -3,7 +3,9 @@
 - ``metrics.json`` (required): ``model``, ``dataset``, ``synthetic``, ``modality``, ``weights``,
   ``threshold`` (chosen on val), ``threshold_rule``, ``img_size``, ``gradcam_layer``, ``val`` and
   ``test`` metrics, ``test_fingerprint`` (:func:`helpers.data.test_fingerprint`), ``max_per_class``
-  (the dataset's cap, if any), ``n_images``, ``epochs``, ``train_seconds``, ``params``, ``environment``;
+  (the dataset's cap, if any), ``n_images``, ``epochs``, ``train_seconds``, ``params``, ``environment``,
+  ``calibration`` (the temperature fitted on val, :mod:`helpers.evaluation.recalibration`, and the test
+  Brier score before and after; ``predictions.csv`` keeps the model's own, uncalibrated probabilities);
 - ``predictions.csv`` (required): ``path, patient_id, split, label, y_true, probability`` (val and test);
 - ``history.json``; a model file: ``model.keras`` (kind ``"keras"``), or ``model.ubj`` (XGBoost) /
   ``model.joblib`` (logistic) beside ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
@@ -34,7 +36,8 @@ from helpers import paths
 from helpers.constants import POSITIVE
 from helpers.data import dataset_info
 from helpers.environment import versions
-from helpers.evaluation import binary_metrics, choose_threshold, to_binary
+from helpers.evaluation import binary_metrics, brier_score, choose_threshold, to_binary
+from helpers.evaluation.recalibration import Calibration
 from helpers.files import atomic_path, atomic_write, write_text
 
 PREDICTION_COLUMNS = ("path", "patient_id", "split", "label", "y_true", "probability")
@@ -85,6 +88,11 @@ class Run:
         """``"keras"``, ``"hybrid"``, or None when the folder holds no model file."""
         file = self.model_file
         return MODEL_FILES[file.name] if file else None
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The temperature fitted on val when the run was saved (None for older runs)."""
+        return Calibration.from_dict(self.metrics.get("calibration"))
 
     @property
     def threshold(self) -> float:
@@ -166,6 +174,7 @@ def save_run(
     (folder / "metrics.json").unlink(missing_ok=True)  # until the new one is written, the run is unfinished
     val, test = (predictions[predictions["split"] == s] for s in ("val", "test"))
     threshold = choose_threshold(val["y_true"], val["probability"], rule="youden")
+    calibration = Calibration.fit(val["y_true"], val["probability"])
     counts = dataset.manifest["split"].value_counts()
     metrics = {
         "model": name,
@@ -179,6 +188,8 @@ def save_run(
         "gradcam_layer": gradcam_layer,
         "val": binary_metrics(val["y_true"], val["probability"], threshold),
         "test": binary_metrics(test["y_true"], test["probability"], threshold),
+        "calibration": {**calibration.to_dict(), "brier_test_before": brier_score(test["y_true"], test["probability"]),
+                        "brier_test_after": brier_score(test["y_true"], calibration.apply(test["probability"]))},
         "test_fingerprint": getattr(dataset, "test_fingerprint", None),
         "max_per_class": getattr(dataset, "max_per_class", None),
         "train_seconds": round(float(train_seconds), 2),

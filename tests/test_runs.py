@@ -205,3 +205,20 @@ def test_runs_evaluation_and_data_import_without_tensorflow():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_run_stores_a_temperature_fitted_on_val(tmp_path):
+    from helpers.evaluation.recalibration import Calibration, apply_temperature
+
+    dataset, predictions = fake_dataset(n_patients=60)
+    val, test = (predictions[predictions["split"] == s] for s in ("val", "test"))
+    metrics = runs.save_run("cnn", dataset=dataset, predictions=predictions, output_dir=tmp_path)
+    run = runs.read_run(tmp_path / "synthetic" / "cnn")
+    assert run.calibration == Calibration.fit(val["y_true"], val["probability"])  # val only
+    after = apply_temperature(test["probability"], run.calibration.T)
+    assert metrics["calibration"]["brier_test_after"] == pytest.approx(np.mean((after - test["y_true"]) ** 2))
+    before = np.mean((test["probability"] - test["y_true"]) ** 2)
+    assert metrics["calibration"]["brier_test_before"] == pytest.approx(before)
+    assert run.predictions["probability"].equals(predictions["probability"])  # the model's own scores are kept
+    older = runs.Run(dataset="d", model="m", path=tmp_path, metrics={}, predictions=predictions)
+    assert older.calibration is None
