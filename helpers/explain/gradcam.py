@@ -64,6 +64,16 @@ def _model_input(images: np.ndarray, size: int) -> np.ndarray:
 
 def _class_activation(model: keras.Model, batch: np.ndarray, layer: str) -> np.ndarray:
     """``N x h x w`` maps at the target layer's resolution, each scaled to 0..1."""
+    cam = np.maximum(weighted_activation(model, batch, layer)[0], 0.0)
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+
+
+def weighted_activation(model: keras.Model, batch: np.ndarray, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's maps weighted by the mean gradient of the COVID logit (``N x h x w``, before the ReLU), and the logits.
+
+    Its positive part is the COVID map; its negative part the NORMAL one (the gradient of the negative logit).
+    """
     import tensorflow as tf
 
     features_model, head = _features_model(model, layer)
@@ -72,9 +82,8 @@ def _class_activation(model: keras.Model, batch: np.ndarray, layer: str) -> np.n
         score = _logit(last, head)
     grads = tf.cast(tape.gradient(score, conv), tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
-    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1)).numpy()
-    peak = cam.max(axis=(1, 2), keepdims=True)
-    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+    weighted = tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1).numpy()
+    return weighted, score.numpy().astype(np.float64)
 
 
 def _features_model(model: keras.Model, layer: str):

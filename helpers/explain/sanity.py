@@ -18,16 +18,11 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
 from scipy import stats
 
 from helpers.constants import NEGATIVE, POSITIVE
+from helpers.explain.gradcam import _model_input, _upsample, weighted_activation
 from helpers.models import gradcam_layer, input_size
-
-try:  # Grad-CAM's own module after the explain split
-    from helpers.explain.gradcam import _features_model, _logit, _model_input, _upsample
-except ImportError:  # before it
-    from helpers.explain import _features_model, _logit, _model_input, _upsample
 
 TARGETS = ("predicted", "covid", "normal")
 # The variables a layer re-creates with its own initialiser (Dense, Conv*, BatchNormalization, ...).
@@ -91,14 +86,7 @@ def raw_class_activation(
     The NORMAL class's score is the negative COVID logit, so its map is the negative part of the
     channel-weighted sum whose positive part is the COVID map: the evidence against COVID.
     """
-    features_model, head = _features_model(model, layer)
-    with tf.GradientTape() as tape:
-        conv, last = features_model(batch, training=False)
-        logit = _logit(last, head)
-    grads = tf.cast(tape.gradient(logit, conv), tf.float32)
-    channel_weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    weighted = tf.reduce_sum(channel_weights * tf.cast(conv, tf.float32), axis=-1).numpy()
-    logit = logit.numpy().astype(np.float64)
+    weighted, logit = weighted_activation(model, batch, layer)
     sign = np.where(_covid_target(target, 1 / (1 + np.exp(-logit)), threshold), 1.0, -1.0)
     return np.maximum(sign[:, None, None] * weighted, 0.0), logit
 
