@@ -18,11 +18,7 @@ from helpers.evaluation.paired import (
     paired_difference,
     patient_vs_image_interval,
 )
-
-try:
-    from helpers.runs import Run
-except ImportError:
-    from helpers.evaluation import Run
+from helpers.runs import Run
 
 
 def scores(seed: int, *, n_patients: int = 60, per_patient: int = 3, noise_b: float = 0.0, signal: float = 2.0):

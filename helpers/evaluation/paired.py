@@ -18,11 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.evaluation import binary_metrics, to_binary
-
-try:  # the bootstrap's own module after the evaluation split
-    from helpers.evaluation.bootstrap import _percentile_interval, _replicates
-except ImportError:  # before it
-    from helpers.evaluation import _percentile_interval, _replicates
+from helpers.evaluation.bootstrap import _percentile_interval, _replicates
 
 PAIRED_METRICS = ("auc", "sensitivity", "specificity")
 COLUMNS = ("path", "patient_id", "y_true", "probability")
