@@ -20,6 +20,7 @@ OTHER_TWINS = {"D5ACAA93-C779-4E22-ADFA-6A220489F840.jpeg", "35AF5C3B-D04D-4B4B-
 
 def dataset(name, root, paths, splits) -> Dataset:
     manifest = pd.DataFrame({"path": paths, "label": "COVID", "patient_id": [f"{name}-{i}" for i in range(len(paths))],
+                             "source": name, "modality": "xray", "view": "PA", "sex": None, "age": None,
                              "split": splits})
     return Dataset(name=name, root=root, manifest=manifest, modality="xray", synthetic=False)
 
@@ -114,3 +115,20 @@ def test_both_classes_have_every_metric_and_no_note():
 def test_an_empty_set():
     assert single_class_note([]) == "no images: nothing can be measured"
     assert external_scores([], [], [], threshold=0.5)["auc"] is None
+
+
+def test_external_validation_scores_only_what_the_model_never_saw(sets, course_dirs):
+    """The wiring: near-duplicates dropped before scoring, and a COVID-only set reported as such."""
+    from helpers.explain import external
+    from helpers.images import load_images
+    from helpers.models import build_cnn
+
+    seen, external_set, _ = sets
+    image_set = load_images(external_set, 32, progress=False)
+    overlap = external_overlap(external_set, seen)
+    record = external.external_validation(build_cnn(32, filters=(4, 8), augment=False), external_set, image_set,
+                                          trained_on="seen", n_boot=50, overlap=overlap)
+    assert (record["n"], record["near_duplicates_dropped"], record["n_positive"]) == (7, 2, 7)
+    assert record["auc"] is None and record["specificity"] is None and record["sensitivity"] is not None
+    assert "AUC and specificity are undefined" in record["note"]
+    assert (course_dirs[1] / "seen" / "external" / "cnn-on-external.json").is_file()

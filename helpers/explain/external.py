@@ -17,7 +17,7 @@ from helpers import paths
 from helpers.data import SourceUnavailable, base_name, get_source, marker_variant
 from helpers.data.dataset import Dataset, course_dataset
 from helpers.data.download import DownloadError
-from helpers.evaluation import binary_metrics, bootstrap_ci, to_binary
+from helpers.explain.overlap import Overlap, external_overlap, external_scores
 from helpers.images import ImageSet, load_images
 from helpers.runs import Run, read_metrics, save_external
 
@@ -80,16 +80,18 @@ def _rows(image_set: ImageSet, split: str | None) -> tuple[np.ndarray, pd.DataFr
 def external_validation(
     model, external: Dataset, image_set: ImageSet, *, trained_on: str | Dataset | None = None,
     name: str | None = None, split: str | None = None, threshold: float | None = None, n_boot: int = 1000,
-    batch_size: int = 64, write: bool = True,
+    batch_size: int = 64, write: bool = True, overlap: Overlap | None = None,
 ) -> dict:
     """Score a trained model on another source's images; write the record the report reads.
 
     ``model`` is a :class:`helpers.runs.Run` or a Keras model (whose run, if saved, is found
     by ``trained_on`` and ``name``). The threshold is the one chosen on the model's own
     validation split (from its ``metrics.json``): nothing is tuned on the external images. ``split`` limits the external
-    images to one split (None: all of them). Returns ``model, trained_on, evaluated_on, auc,
-    sensitivity, specificity, n`` plus the AUC's patient-bootstrap interval, and writes it to
-    ``outputs/<trained_on>/external/<model>-on-<external>.json`` when ``write``.
+    images to one split (None: all of them). ``overlap`` (:func:`helpers.explain.overlap.external_overlap`)
+    drops the external images that near-duplicate a train or val image before scoring. Returns ``model,
+    trained_on, evaluated_on, auc, sensitivity, specificity, n`` with their patient-bootstrap intervals
+    (``None`` where one class is missing, and ``note`` says why), ``near_duplicates_dropped``, and writes
+    it to ``outputs/<trained_on>/external/<model>-on-<external>.json`` when ``write``.
     """
     from helpers.models import input_size
     from helpers.models.train import predict
@@ -108,19 +110,18 @@ def external_validation(
             f"load_images(external, {input_size(keras_model)})"
         )
     images, rows = _rows(image_set, split)
+    if overlap is not None:
+        keep = rows["path"].isin(overlap.kept["path"]).to_numpy()
+        images, rows = images[keep], rows[keep]
+        print(f"{external.name}: {overlap.note}")
     prob = predict(keras_model, images, batch_size=batch_size)
-    scores = binary_metrics(rows["label"], prob, threshold)
-    low, high = (np.nan, np.nan)
-    if scores["auc"] is not None:
-        frame = pd.DataFrame({"y_true": to_binary(rows["label"]), "probability": prob,
-                              "patient_id": rows["patient_id"].to_numpy()})
-        low, high = bootstrap_ci(frame, "auc", n_boot=n_boot)
+    scores = external_scores(rows["label"], prob, rows["patient_id"], threshold=float(threshold), n_boot=n_boot)
+    if scores["note"]:
+        print(f"{name} on {external.name}: {scores['note']}")
     record = {
-        "model": name, "trained_on": trained_on, "evaluated_on": external.name,
-        **{k: scores[k] for k in ("auc", "sensitivity", "specificity", "n")},
-        "auc_low": None if np.isnan(low) else low, "auc_high": None if np.isnan(high) else high,
-        "n_patients": int(rows["patient_id"].nunique()), "images": f"{split} split" if split else "all",
-        "threshold": float(threshold), "synthetic": bool(external.synthetic),
+        "model": name, "trained_on": trained_on, "evaluated_on": external.name, **scores,
+        "images": f"{split} split" if split else "all", "synthetic": bool(external.synthetic),
+        "near_duplicates_dropped": None if overlap is None else overlap.n_dropped,
     }
     if write:
         save_external(record)
@@ -144,16 +145,21 @@ def external_summary(records: list[dict]) -> pd.DataFrame:
 
 
 def validate_runs_externally(
-    runs: list[Run], external: Dataset, *, split: str | None = None, n_boot: int = 1000,
+    runs: list[Run], external: Dataset, *, split: str | None = None, n_boot: int = 1000, seen: Dataset | None = None,
 ) -> list[dict]:
-    """:func:`external_validation` of every Keras run at its own input size (hybrids are left out)."""
+    """:func:`external_validation` of every Keras run at its own input size (hybrids are left out).
+
+    ``seen``: the dataset the runs were trained on; external images that near-duplicate one of its
+    train or val images are dropped first (compared once for all runs).
+    """
     from helpers.models import input_size
 
+    overlap = external_overlap(external, seen, split=split) if seen is not None else None
     records = []
     for run in runs:
         if run.kind != "keras":
             print(f"{run.model}: no Keras model (a hybrid?), left out of external validation")
             continue
         image_set = load_images(external, input_size(run.keras_model()), progress=False)
-        records.append(external_validation(run, external, image_set, split=split, n_boot=n_boot))
+        records.append(external_validation(run, external, image_set, split=split, n_boot=n_boot, overlap=overlap))
     return records
