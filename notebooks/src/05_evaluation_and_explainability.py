@@ -56,8 +56,10 @@ from IPython.display import display
 
 from helpers import data, evaluation, images, plots
 from helpers.constants import MARKER_SUFFIX
-from helpers.explain import examples, external, shortcut
+from helpers.evaluation import paired, recalibration
+from helpers.explain import examples, external, sanity, shortcut
 from helpers.models import train
+from helpers.plots import review
 from helpers.runs import quick_cnn, read_runs
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
@@ -100,20 +102,40 @@ plots.plot_forest(table);
 # Sensitivity and specificity in the table are read at each model's own threshold, chosen on the
 # validation split (Youden's J).
 #
+# **Overlapping bars do not prove that two models are equal.** Every model here was scored on the
+# same test patients, and the patients one model finds hard the others often find hard too: their
+# errors move together, and the *difference* between two models varies much less than either
+# score. The paired bootstrap draws the same patients for both models and gives the interval of the
+# difference itself. Each model is compared with the one of best **validation** AUC (the test split
+# chooses nothing); an interval that excludes 0 (`clear`) says the test set does tell the two apart.
+# DeLong's test (`delong_p`, AUC only) is the classical cross-check; it treats images as independent.
+
+# %%
+same_test = [run for run in runs if run.test_fingerprint in (None, dataset.test_fingerprint)]
+if len(same_test) > 1:
+    differences = paired.compare_to_best(same_test, n_boot=N_BOOT)
+    display(differences.round(3))
+    review.plot_paired_differences(differences, synthetic=dataset.synthetic)
+    plt.show()
+else:
+    print("Only one model scored on this test set: there is nothing to compare it with yet.")
+
+# %% [markdown]
 # The same AUC interval for the model with the best **validation** AUC, drawing patients and then
 # drawing images (never choose a model on the test split: that makes the test score optimistic):
 
 # %%
 best = max(runs, key=lambda run: run.metrics["val"]["auc"] or 0.0)  # chosen on validation
 test = best.split("test")
-pd.DataFrame({
-    "drawing patients": evaluation.bootstrap_ci(test, "auc", n_boot=N_BOOT),
-    "drawing images (too narrow)": evaluation.bootstrap_ci(test, "auc", n_boot=N_BOOT, group=None),
-}, index=["AUC 2.5%", "AUC 97.5%"]).round(3).rename_axis(best.model)
+by_unit = paired.patient_vs_image_interval(test, "auc", n_boot=N_BOOT)
+print(by_unit.attrs["note"])
+by_unit.round(3).rename_axis(f"{best.model}: AUC drawing")
 
 # %% [markdown]
 # The image-level interval is narrower whenever patients have several images: it is the
-# interval a paper would report if it ignored who the images belong to.
+# interval a paper would report if it ignored who the images belong to. When every patient has
+# one image, drawing patients *is* drawing images and the two intervals are the same (the note
+# above says which case this dataset is).
 #
 # **X-ray and CT side by side.** If the other modality has been run too (for example
 # `make run-all DATASET=covid-ct` after an X-ray run), its models are listed next to these, each
@@ -168,6 +190,32 @@ plots.plot_calibration(runs);
 # on purpose, and small networks trained briefly often squeeze them into a narrow band; the
 # histogram below the curve shows where the probabilities actually fall. A badly calibrated model
 # can still rank well (high AUC): never read its probability as a patient's risk.
+#
+# **Fixing it: temperature scaling.** Divide the model's logit by one number `T`, chosen to
+# minimise the log loss on the **validation** split (Guo et al. 2017): `T > 1` softens an
+# over-confident model, `T < 1` sharpens a timid one. Dividing by a positive number keeps the order
+# of the scores, so the AUC does not move and the calls at the threshold stay the same; only the
+# probabilities change. Every run saves its `T` in `metrics.json` (`calibration`). Below, the best
+# model's test probabilities before and after, with the Brier score of each:
+
+# %%
+calibrated, temperature = recalibration.calibrate_predictions(best.predictions)
+calibrated_test = calibrated[calibrated["split"] == "test"]
+before_after = recalibration.before_after(calibrated_test["y_true"], calibrated_test["raw_probability"],
+                                          calibrated_test["probability"])
+print(f"{best.model}: T = {temperature.T:.2f}, fitted on {temperature.n_val} validation images; Brier score on "
+      f"test {before_after['brier_before']:.3f} before, {before_after['brier_after']:.3f} after")
+if temperature.note:
+    print(temperature.note)
+review.plot_reliability_before_after(calibrated_test["y_true"], calibrated_test["raw_probability"],
+                                     calibrated_test["probability"], synthetic=dataset.synthetic);
+
+# %% [markdown]
+# **What to read here.** Calibration is fitted on a few validation images and judged on test
+# images it never saw: a Brier score that does not improve on test says the validation split was
+# too small to learn the correction, not that the model is calibrated. Class weights also shift
+# the probabilities as a whole (they make COVID look as common as NORMAL), which one temperature
+# can only partly undo.
 #
 # ## 6. A threshold for screening, chosen on the validation split
 #
@@ -332,6 +380,26 @@ for run in examples.gradcam_runs(runs):
     plt.show()
 
 # %% [markdown]
+# **Two traps in these maps.** Each map above is scaled to its own maximum, so every map shows a
+# hot spot, even for a call with hardly any evidence; and a map can look plausible whatever the
+# model learned. Below, the same calls with **one colour scale for all maps** (each map's peak is
+# printed, relative to the largest), each map explaining the class the model *called* (for a
+# NORMAL call, the evidence against COVID), next to the map of the same network with its top
+# layers **re-initialised** at random: the sanity check of Adebayo et al. (2018). If the two maps
+# look alike (a rank correlation near 1), the map shows the image's edges, not what the model
+# learned, and it explains nothing. An empty randomised map has no rank correlation (`nan`).
+
+# %%
+for run in examples.gradcam_runs(runs)[:1]:
+    calls, call_images, _ = examples.outcome_gradcam(run, dataset, n=1)
+    check = sanity.sanity_check(run.keras_model(), call_images, threshold=run.threshold)
+    call_titles = [f"{outcome}: p(COVID) = {p:.2f}" for outcome, p in zip(calls["outcome"], calls["probability"])]
+    review.plot_sanity_check(call_images, check, titles=call_titles, synthetic=run.synthetic)
+    plt.show()
+    print(f"{run.model}: rank correlation of the trained and the randomised maps, per call: "
+          f"{np.round(check['similarity'], 2).tolist()}")
+
+# %% [markdown]
 # **How to read a heatmap, and what should worry you.**
 # - *Plausible:* heat over the lung fields, for COVID often both lower zones and the periphery.
 # - *Suspicious:* heat on **text or markers** (the "L"/"R" laterality marker, "PORTABLE", a
@@ -354,8 +422,13 @@ for run in examples.gradcam_runs(runs):
 #
 # - Real X-ray models are applied to **Actualmed** (COVID-19 and normal images from one hospital
 #   network, collected by the COVID-Net team). Some public collections were merged into others,
-#   so check for overlap before trusting any external number.
-# - Real CT models (COVID-CT) are applied to the CT images of the **ieee8023** collection.
+#   so a different source name does not make a different image: before scoring, every external
+#   image is compared with our train and val images by the perceptual hash of notebook 01, and the
+#   near-duplicates are dropped and counted (the line printed below; not for the synthetic
+#   stand-in, whose images are our own test patients by construction).
+# - Real CT models (COVID-CT) are applied to the CT images of the **ieee8023** collection. Almost
+#   all of them are COVID: with one class only, AUC and specificity are undefined, and the record
+#   says so and reports sensitivity alone, with its interval.
 # - On synthetic data there is no second hospital. We use the same test patients imaged by a
 #   "device" with the opposite habit: the `synthetic-marker` set (a corner tag on most COVID
 #   images) for models trained on `synthetic`, and the reverse. A stand-in, not a validation.
@@ -367,7 +440,7 @@ for run in examples.gradcam_runs(runs):
 found = external.external_dataset(dataset, smoke=SMOKE, max_per_class=MAX_PER_CLASS)
 if found:
     second_hospital, split = found
-    records = external.validate_runs_externally(runs, second_hospital, split=split, n_boot=N_BOOT)
+    records = external.validate_runs_externally(runs, second_hospital, split=split, n_boot=N_BOOT, seen=dataset)
     display(external.external_summary(records).round(3))
 
 # %% [markdown]
