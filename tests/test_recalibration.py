@@ -109,5 +109,13 @@ def test_scores_without_information_run_into_the_bound_and_say_so():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
     useless = Calibration.fit(y, expit(rng.normal(0, 3, 400)))  # confident and unrelated to the labels
-    assert useless.T == pytest.approx(20.0, rel=0.01) and "reached its bound" in useless.note
+    assert useless.T == pytest.approx(20.0, rel=0.01) and "upper bound" in useless.note
     assert Calibration.fit(*outcomes(0)).note is None
+
+
+def test_a_perfectly_separated_validation_split_leaves_the_probabilities_alone():
+    """Maximum likelihood would send T to 0 (every probability to 0 or 1): T stays 1, with the reason."""
+    separated = Calibration.fit([0, 0, 1, 1], [0.2, 0.4, 0.6, 0.7])
+    assert separated.T == 1.0 and "separate COVID from NORMAL perfectly" in separated.note
+    np.testing.assert_allclose(separated.apply([0.2, 0.6]), [0.2, 0.6])
+    assert Calibration.from_dict(separated.to_dict()) == separated

@@ -61,31 +61,34 @@ def fit_temperature(y_val, prob_val) -> float:
     return float(np.exp(result.x))
 
 
+SEPARATED = ("the validation scores separate COVID from NORMAL perfectly, so no temperature can be learned from "
+             "them (the fit would push every probability to 0 or 1); the probabilities are left as they are (T = 1)")
+UNINFORMATIVE = ("the temperature reached its upper bound: on the validation split the scores carry little "
+                 "information, so the calibrated probabilities stay near 0.5; the model itself needs work")
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """A fitted temperature, as stored with a run (``metrics.json["calibration"]``)."""
+    """A fitted temperature, as stored with a run (``metrics.json["calibration"]``); ``note`` when the fit degenerated."""
 
     T: float
     method: str = METHOD
     n_val: int | None = None
+    note: str | None = None
 
     @classmethod
     def fit(cls, y_val, prob_val) -> Calibration:
-        return cls(T=fit_temperature(y_val, prob_val), n_val=len(np.asarray(prob_val)))
+        """:func:`fit_temperature`; when val is perfectly separated (T at its lower bound) T = 1 and a note."""
+        temperature, n_val = fit_temperature(y_val, prob_val), len(np.asarray(prob_val))
+        if temperature <= min(T_BOUNDS) * 1.01:
+            return cls(T=1.0, n_val=n_val, note=SEPARATED)
+        return cls(T=temperature, n_val=n_val, note=UNINFORMATIVE if temperature >= max(T_BOUNDS) / 1.01 else None)
 
     def apply(self, prob) -> np.ndarray:
         return apply_temperature(prob, self.T)
 
-    @property
-    def note(self) -> str | None:
-        """A warning when the fit ran into a bound of :data:`T_BOUNDS` (scores that say little on val)."""
-        if not min(T_BOUNDS) * 1.01 < self.T < max(T_BOUNDS) / 1.01:
-            return (f"the temperature reached its bound ({self.T:.3g}): on the validation split the scores carry "
-                    "little information, and calibration cannot add any; the model itself needs work")
-        return None
-
     def to_dict(self) -> dict:
-        return {"method": self.method, "T": self.T, "n_val": self.n_val}
+        return {"method": self.method, "T": self.T, "n_val": self.n_val, "note": self.note}
 
     @classmethod
     def from_dict(cls, record: dict | None) -> Calibration | None:
@@ -97,7 +100,7 @@ class Calibration:
         temperature = record.get("T")
         if not isinstance(temperature, int | float) or not temperature > 0:
             raise ValueError(f"the stored temperature must be a positive number, got {temperature!r}")
-        return cls(T=float(temperature), n_val=record.get("n_val"))
+        return cls(T=float(temperature), n_val=record.get("n_val"), note=record.get("note"))
 
 
 def calibrate_predictions(predictions: pd.DataFrame, *, fit_split: str = "val") -> tuple[pd.DataFrame, Calibration]:
