@@ -119,3 +119,26 @@ def test_a_perfectly_separated_validation_split_leaves_the_probabilities_alone()
     assert separated.T == 1.0 and "separate COVID from NORMAL perfectly" in separated.note
     np.testing.assert_allclose(separated.apply([0.2, 0.6]), [0.2, 0.6])
     assert Calibration.from_dict(separated.to_dict()) == separated
+
+
+def test_the_report_shows_each_runs_temperature_and_brier_scores(tmp_path):
+    from types import SimpleNamespace
+
+    from helpers.app.report import build_report
+    from helpers.runs import save_run
+
+    y_val, prob_val = outcomes(3, n=200)
+    y_test, prob_test = outcomes(4, n=200)
+    predictions = pd.DataFrame({"path": [f"{i}.png" for i in range(400)], "patient_id": [f"p{i}" for i in range(400)],
+                                "split": ["val"] * 200 + ["test"] * 200, "label": "x",
+                                "y_true": np.concatenate([y_val, y_test]), "probability": np.concatenate([prob_val,
+                                                                                                       prob_test])})
+    manifest = pd.DataFrame({"split": ["train"] * 10 + list(predictions["split"])})
+    dataset = SimpleNamespace(name="synthetic", synthetic=True, modality="xray", manifest=manifest)
+    metrics = save_run("cnn", dataset=dataset, predictions=predictions, output_dir=tmp_path)
+    markdown, html = build_report(tmp_path, n_boot=20)
+    text = markdown.read_text()
+    stored = metrics["calibration"]
+    assert f"| cnn | {stored['T']:.2f} | {stored['brier_test_before']:.3f} | {stored['brier_test_after']:.3f} |" in text
+    assert stored["brier_test_after"] < stored["brier_test_before"]
+    assert "fitted on the validation split" in html.read_text()

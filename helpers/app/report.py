@@ -53,6 +53,9 @@ HOW_TO_READ = [
 ]
 
 TEXT = {  # the report's sentences, shared by both templates (`code` spans become <code> in HTML)
+    "calibration": "Calibration: each model's probabilities divided in the logit by a temperature T fitted on the "
+                   "validation split (the ranking, the AUC and the calls stay the same); the Brier score on test "
+                   "before and after (lower is better).",
     "predictive": "What a call would mean where COVID-19 is rarer or more common than in this test set "
                   "(PPV / NPV from test sensitivity and specificity, Bayes' rule):",
     "external": "Models applied to images from another hospital or source than they were trained on. "
@@ -220,6 +223,15 @@ def _predictive_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def _calibration_table(runs: list[Run]) -> dict | None:
+    """T and the test Brier score before/after calibration per run that stored them (``metrics.json``)."""
+    rows = [{"Model": run.model, "T (fitted on val)": _number(record.get("T")),
+             "Brier before": _number(record.get("brier_test_before"), 3),
+             "Brier after": _number(record.get("brier_test_after"), 3), "Note": record.get("note") or ""}
+            for run in runs if (record := run.metrics.get("calibration"))]
+    return _table(pd.DataFrame(rows)) if rows else None
+
+
 def _results_section(table: pd.DataFrame, runs: list[Run], datasets: dict, files: Path) -> dict:
     """Per dataset: the comparison table, predictive values, and the figures (ROC/PR, confusion matrices)."""
     shown = format_comparison(table)
@@ -234,6 +246,7 @@ def _results_section(table: pd.DataFrame, runs: list[Run], datasets: dict, files
             "heading": f"{name} ({_modality(name, info)}, {'SYNTHETIC' if _is_synthetic(name, info, runs) else 'real'} data)",
             "table": _table(shown[in_table].drop(columns=["Dataset", "Data", "Accuracy"])),
             "predictive": None if predictive.empty else _table(predictive),
+            "calibration": _calibration_table(mine),
             "problem": None,
         }
         try:
