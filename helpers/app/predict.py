@@ -16,7 +16,8 @@ run folder's model (the note says which). Models are cached by path and
 modification time, so the demo never reloads one per upload and a retrained
 model is picked up.
 
-``predict_image`` reads the image with the course's robust reader, resizes it
+``predict_image`` reads the image with the course's robust reader (its doubts,
+such as a blank or multi-page image, become warnings), resizes it
 to the model's input size (preprocessing is inside the model, exactly as in
 training), explains the score (Grad-CAM for Keras models, occlusion
 sensitivity for hybrids, which have no gradient) and adds *warnings*: simple
@@ -266,14 +267,16 @@ def predict_image(model_info: ModelInfo, source: Source, *, name: str | None = N
     ``with_gradcam=False`` skips the explanation (Grad-CAM, or occlusion sensitivity for a hybrid).
     """
     name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "<bytes>")
-    gray = read_image(source, name=name)
+    doubts: list[str] = []
+    gray = read_image(source, name=name, warnings=doubts)
     small = resize(gray, model_info.img_size)
     probability = float(model_info.probabilities(small[None])[0])
     heatmap = explain(model_info, gray, small, probability) if with_gradcam else None
     return Prediction(
         file=name, probability=probability, label="COVID" if probability >= model_info.threshold else "NORMAL",
         threshold=model_info.threshold, image=gray, heatmap=heatmap, explanation=model_info.explanation,
-        warnings=image_warnings(source, gray, modality=model_info.modality),
+        warnings=[w.removeprefix(f"{name}: ") for w in doubts] + image_warnings(source, gray,
+                                                                                modality=model_info.modality),
     )
 
 
