@@ -150,6 +150,7 @@ class UploadDemo:
         if model is not None and Path(model).resolve() not in [f.resolve() for f in self.models]:
             self.models += [Path(model)] if Path(model).is_dir() else []
         self.shown: list[tuple[str, bytes]] = []  # the files on display, predicted again when the model changes
+        self.rounds = 0  # how many times files were predicted: the status line changes even for the same file
         self.upload = widgets.FileUpload(accept=ACCEPT, multiple=True, description="Upload images",
                                          layout=widgets.Layout(width="auto"))
         self.picker = widgets.Dropdown(
@@ -162,6 +163,7 @@ class UploadDemo:
             f"<p>Upload one or more images ({ACCEPT.replace(',', ' ')}, up to {max_bytes / 1e6:.0f} MB each). "
             "They are processed in memory and never saved.</p>")
         self.status = widgets.HTML()
+        self.status.add_class("demo-status")
         self.results = widgets.VBox()
         self.results.add_class("demo-results")
         self.widget = widgets.VBox([self.header, self.picker, self.model_note, self.upload, self.help, self.status,
@@ -205,7 +207,9 @@ class UploadDemo:
         self.status.value = f"<p><i>Working on {len(files)} file(s)...</i></p>"
         cards = self.cards(files)
         self.results.children = tuple(widgets.HTML(card) for card in cards)
-        self.status.value = f"<p>{len(files)} file(s) predicted with {html.escape(self.picker.label or '-')}.</p>"
+        self.rounds += 1
+        self.status.value = (f"<p>Round {self.rounds}: {len(files)} file(s) predicted with "
+                             f"{html.escape(self.picker.label or '-')}.</p>")
         return cards
 
     def cards(self, files: list[tuple[str, bytes]]) -> list[str]:
