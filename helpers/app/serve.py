@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers.app.demo import MAX_BYTES, MODEL_VARIABLE
+from helpers.app.demo import MODEL_VARIABLE
 from helpers.paths import project_root
 
 WEBSOCKET_LIMIT = 128 * 2**20  # bytes in one websocket message: several files of up to MAX_BYTES in one upload
