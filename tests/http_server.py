@@ -4,7 +4,7 @@
 used one per request, in order:
 
 - ``"drop"``: send the headers of the whole file, half of the body, then close;
-- ``"500"``: answer HTTP 500;
+- ``"500"``, ``"503"``, ``"429"``, ``"408"``... (any status code): answer with that status;
 - ``"corrupt"``: send the file with its first bytes changed (a wrong checksum);
 - ``"offrange"``: answer a Range request with a 206 that starts at byte 0.
 
@@ -32,8 +32,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         owner.requests.append((path, self.headers.get("Range")))
         fault = owner.next_fault(path)
-        if fault == "500":
-            return self.send_error(500, "injected server error")
+        if fault and fault.isdigit():
+            return self.send_error(int(fault), "injected status")
         file = (owner.root / path.removeprefix(owner.prefix).lstrip("/")).resolve()
         if not (path.startswith(owner.prefix) and file.is_file() and owner.root in file.parents):
             return self.send_error(404, "not found")

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from http_server import FaultyServer
+from PIL import Image
 
+from helpers.app.runner import PROFILES
 from helpers.data import synthetic
-from helpers.data.dataset import SYNTHETIC_BANNER, cap_per_class, course_dataset, describe, load_dataset, patient_split
+from helpers.data.dataset import (
+    SYNTHETIC_BANNER,
+    cap_per_class,
+    course_dataset,
+    dataset_info,
+    describe,
+    load_dataset,
+    patient_split,
+)
+from helpers.data.registry import mixed_sources_note
 from helpers.data.sources import IEEE8023_COMMIT, SourceUnavailable
 
 IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
@@ -125,3 +138,74 @@ def test_ct_falls_back_to_synthetic_ct(course_dirs):
                            synthetic_options={"n_patients": 10, "size": 64}, verbose=False)
     assert dataset.name == "synthetic-ct" and dataset.modality == "ct"
     assert (dataset.manifest["modality"] == "ct").all()
+
+
+TINY = {"n_patients": 30, "size": 32, "verbose": False}
+
+
+def test_each_cap_saves_its_own_manifest_and_dataset_json(course_dirs):
+    whole = load_dataset("synthetic", **TINY)
+    capped = load_dataset("synthetic", max_per_class=20, **TINY)
+    folder = course_dirs[1] / "synthetic"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "dataset-cap20.json", "dataset.json", "manifest-cap20.csv", "manifest.csv"]
+    assert dataset_info("synthetic")["test_fingerprint"] == whole.test_fingerprint
+    assert dataset_info("synthetic", 20)["test_fingerprint"] == capped.test_fingerprint != whole.test_fingerprint
+    assert dataset_info("synthetic", 20)["max_per_class"] == 20
+    assert len(pd.read_csv(folder / "manifest-cap20.csv")) == len(capped.manifest) < len(whole.manifest)
+    assert dataset_info("synthetic", 99) is None
+    assert dataset_info("synthetic", 20, root=course_dirs[1]) == dataset_info("synthetic", 20)
+    assert dataset_info("synthetic", root=course_dirs[0]) is None
+
+
+def test_another_content_never_overwrites_an_earlier_dataset_json(course_dirs, capsys):
+    first = load_dataset("synthetic", **TINY)
+    second = load_dataset("synthetic", **{**TINY, "n_patients": 24})
+    assert first.key != second.key
+    assert dataset_info("synthetic")["key"] == second.key
+    kept = course_dirs[1] / "synthetic" / f"dataset.{first.key}.json"
+    assert kept.is_file() and (course_dirs[1] / "synthetic" / f"manifest.{first.key}.csv").is_file()
+    assert dataset_info("synthetic", fingerprint=first.test_fingerprint)["key"] == first.key
+    assert "it was kept as" in capsys.readouterr().out
+    load_dataset("synthetic", **{**TINY, "n_patients": 24})  # the same content again: saved in place
+    assert {p.name for p in kept.parent.glob("dataset*.json")} == {"dataset.json", kept.name}
+
+
+def test_a_marker_name_loads_the_tagged_variant(course_dirs):
+    dataset = load_dataset("synthetic-marker", **TINY)
+    assert dataset.name == "synthetic-marker" and dataset.manifest["marker"].any()
+    assert (course_dirs[1] / "synthetic-marker" / "dataset.json").is_file()
+
+
+def test_a_note_says_when_a_collection_gives_one_class_only():
+    rows = pd.DataFrame({"label": ["COVID", "COVID", "NORMAL", "NORMAL"], "source": ["sirm", "bimcv", "rsna", "bimcv"]})
+    (note,) = mixed_sources_note(rows)
+    assert "COVID only: sirm; NORMAL only: rsna" in note and "upper bound" in note
+    assert mixed_sources_note(rows.assign(source=["a", "b", "a", "b"])) == []  # both classes from each source
+    assert mixed_sources_note(rows.assign(source="ieee8023")) == []
+
+
+@pytest.mark.parametrize("modality", ["xray", "ct"])
+def test_synthetic_lung_masks_cover_the_dark_lung_fields(modality):
+    for seed in range(5):
+        image, mask = synthetic.make_image_and_mask(modality=modality, covid=seed % 2 == 1, size=96, seed=seed)
+        inside = mask == 255
+        assert set(np.unique(mask)) == {0, 255} and 0.1 < inside.mean() < 0.5
+        assert image[inside].mean() + 20 < image[~inside & (image > 40)].mean()  # lungs darker than the body
+
+
+def test_synthetic_rows_name_a_mask_per_image(course_dirs):
+    dataset = load_dataset("synthetic", **TINY)
+    for image, mask in zip(dataset.manifest["path"][:5], dataset.manifest["mask"][:5]):
+        assert mask == image.replace("images/", "masks/")
+        assert Image.open(dataset.root / mask).size == Image.open(dataset.root / image).size
+
+
+def test_the_cap_is_one_course_wide_setting():
+    """Every notebook defaults to no cap and only a profile's common settings change it: one test set for all."""
+    sources = sorted((Path(__file__).resolve().parents[1] / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+    caps = {path.name: line for path in sources for line in path.read_text().splitlines()
+            if line.startswith("MAX_PER_CLASS =")}
+    assert caps and all(line.startswith("MAX_PER_CLASS = None ") for line in caps.values()), caps
+    for profile in PROFILES.values():
+        assert all("MAX_PER_CLASS" not in settings for name, settings in profile.items() if name != "common")

@@ -135,13 +135,12 @@ def test_picker_lists_every_model_kind_and_preselects(course_dirs, monkeypatch):
     assert demo.choose_model("covid19-radiography", "cnn") == demo.best_model(demo.run_folders())
 
 
-def test_a_broken_metrics_file_is_said_in_the_app(course_dirs):
-    folder = save_tiny_model("synthetic")
-    (folder / "metrics.json").write_text('{"threshold": "high"}')
-    app = demo.UploadDemo()
-    assert "threshold &#x27;high&#x27; is not a number" in app.model_note.value
-    [card] = app.process([("chest.png", png(np.full((64, 64), 90, np.uint8)))])
-    assert "could not use this file" in card and "metrics.json" in card
+def test_a_run_with_broken_metrics_is_left_out_of_the_picker(course_dirs):
+    save_tiny_model("synthetic")
+    broken = save_tiny_model("synthetic", name="broken")
+    (broken / "metrics.json").write_text('{"threshold": "high"}')
+    app = demo.UploadDemo(model=broken)
+    assert [label for label, _ in app.picker.options] == ["synthetic / cnn (SYNTHETIC)"]
 
 
 def test_widget_layout(app):
@@ -250,6 +249,7 @@ def test_samples_are_found_read_only_or_generated(course_dirs, no_disk_writes_ou
     run = out / "mini" / "cnn"
     run.mkdir(parents=True)
     rows.to_csv(run / "predictions.csv", index=False)
+    (run / "metrics.json").write_text('{"model": "cnn", "dataset": "mini", "threshold": 0.5}')
     no_disk_writes_outputs()
     assert [p.name for p in demo.sample_files(run, n=4)] == ["0.png", "2.png", "3.png", "4.png"]
     name, content = demo.sample_uploads(run, n=4)[0]
@@ -326,12 +326,13 @@ def test_with_no_model_a_quick_one_goes_to_its_own_folder(course_dirs, monkeypat
         seen["dataset_output_dir"] = str(demo.paths.output_dir())
         return SimpleNamespace(name="synthetic")
 
-    def fake_train(dataset, images, **kwargs):
-        save_tiny_model("synthetic", name=kwargs["name"])
+    def fake_quick_cnn(dataset, images, *, output_dir, name, **kwargs):
+        assert output_dir == out / "demo"
+        return SimpleNamespace(path=save_tiny_model("synthetic", name=name))
 
     monkeypatch.setattr("helpers.data.course_dataset", fake_course_dataset)
     monkeypatch.setattr("helpers.images.load_images", lambda *a, **k: None)
-    monkeypatch.setattr("helpers.models.train.train_quick_cnn", fake_train)
+    monkeypatch.setattr("helpers.runs.quick_cnn", fake_quick_cnn)
     assert demo.choose_model("synthetic", "cnn") is None
     folder = demo.quick_model("synthetic")
     assert folder == out / "demo" / "synthetic" / "cnn-quick" and (folder / "model.keras").is_file()

@@ -122,6 +122,21 @@ def test_server_error_is_retried(server, www, dest):
     assert len(server.requests) == 2
 
 
+@pytest.mark.parametrize("statuses", [("408",), ("429",), ("503", "502", "504")])
+def test_busy_and_failing_servers_are_retried(server, www, dest, statuses):
+    server.fail("blob.bin", *statuses)
+    fetch_file(f"{server.url}/blob.bin", dest, retries=len(statuses), **FAST)
+    assert dest.read_bytes() == expected(www)
+    assert len(server.requests) == len(statuses) + 1
+
+
+def test_a_client_error_other_than_408_and_429_is_not_retried(server, dest):
+    server.fail("blob.bin", "403")
+    with pytest.raises(DownloadError, match="HTTP 403"):
+        fetch_file(f"{server.url}/blob.bin", dest, retries=3, **FAST)
+    assert len(server.requests) == 1
+
+
 def test_server_errors_past_the_retries_fail_clearly(server, dest):
     server.fail("blob.bin", "500", "500")
     with pytest.raises(DownloadError, match=r"blob\.bin.*after 2 attempts.*HTTP 500"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from helpers import evaluation as ev
 from helpers import plots
 from helpers.app import report
+from helpers.runs import read_runs
 
 # ------------------------------------------------------------------ fake but valid artifacts
 
@@ -31,6 +33,7 @@ def write_run(
     images: int = 3,
     separation: float = 2.0,
     seed: int = 0,
+    fingerprint: str | None = None,
 ) -> Path:
     """``outputs/<dataset>/<model>/`` with predictions.csv and metrics.json as training writes them."""
     rng = np.random.default_rng(seed)
@@ -71,6 +74,7 @@ def write_run(
         "n_parameters": 12345,
         "params": {"batch_size": 16},
         "environment": {"python": "3.11.9", "tensorflow": "2.17.0", "device": {"kind": "CPU"}},
+        **({"test_fingerprint": fingerprint} if fingerprint else {}),
     }
     folder = root / dataset / model
     folder.mkdir(parents=True)
@@ -144,7 +148,7 @@ def outputs(tmp_path) -> Path:
 
 def test_read_runs_reads_every_finished_run_and_notes_the_rest(outputs):
     with pytest.warns(UserWarning, match="unfinished"):
-        runs = ev.read_runs(outputs)
+        runs = read_runs(outputs)
     assert sorted((r.dataset, r.model) for r in runs) == [
         ("covid-ct", "resnet50"),
         ("synthetic", "densenet121"),
@@ -154,12 +158,12 @@ def test_read_runs_reads_every_finished_run_and_notes_the_rest(outputs):
     assert run.synthetic and run.weights is None and run.dataset_info["modality"] == "xray"
     assert set(run.predictions["split"]) == {"val", "test"}
     assert run.threshold == json.loads((run.path / "metrics.json").read_text())["threshold"]
-    assert [r.model for r in ev.read_runs(outputs, dataset="covid-ct")] == ["resnet50"]
+    assert [r.model for r in read_runs(outputs, dataset="covid-ct")] == ["resnet50"]
 
 
 def test_comparison_table_has_intervals_and_the_baseline(outputs):
     with pytest.warns(UserWarning):
-        runs = ev.read_runs(outputs)
+        runs = read_runs(outputs)
     table = ev.comparison_table(runs, n_boot=300)
     assert table["model"].tolist().count(ev.BASELINE) == 2  # one per dataset
     for name in ("auc", "sensitivity", "specificity", "ppv", "npv", "f1"):
@@ -174,15 +178,42 @@ def test_comparison_table_has_intervals_and_the_baseline(outputs):
     shown = ev.format_comparison(table)
     assert re.fullmatch(r"0\.\d\d \(0\.\d\d-[01]\.\d\d\)", shown["AUC"].iloc[0])
     assert shown["Data"].tolist().count("SYNTHETIC") == 3
+    assert set(shown["Test set"]) == {"unknown"}  # these runs were saved without a test fingerprint
 
 
 def test_baseline_follows_the_training_majority(tmp_path):
     write_dataset_info(tmp_path, "synthetic", synthetic=True, modality="xray", train=(300, 100))
     write_run(tmp_path, "synthetic", "small_cnn")
-    table = ev.comparison_table(ev.read_runs(tmp_path), n_boot=50)
+    table = ev.comparison_table(read_runs(tmp_path), n_boot=50)
     baseline = table.iloc[-1]
     assert baseline["sensitivity"] == 1.0 and baseline["specificity"] == 0.0
     assert "always COVID" in baseline["threshold_rule"]
+
+
+def banners(page: Path) -> list[str]:
+    return re.findall(r'<p class="banner">(.*?)</p>', page.read_text(encoding="utf-8"))
+
+
+def test_runs_on_another_test_set_are_flagged_in_the_table_and_the_report(tmp_path):
+    write_run(tmp_path, "synthetic", "small_cnn", fingerprint="aaaa")
+    write_run(tmp_path, "synthetic", "densenet121", fingerprint="aaaa", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same test set: compared silently
+        table = ev.comparison_table(read_runs(tmp_path), n_boot=50)
+        _, page = report.build_report(tmp_path, n_boot=50)
+    assert set(table["test_set"]) == {ev.SAME} and table.attrs["different_test_set"] == []
+    assert not any("DIFFERENT" in banner for banner in banners(page))
+
+    write_run(tmp_path, "synthetic", "a_capped_cnn", fingerprint="bbbb", n_patients=30, seed=2)  # another cap
+    with pytest.warns(UserWarning, match="synthetic/a_capped_cnn: scored on other test images"):
+        table = ev.comparison_table(read_runs(tmp_path), n_boot=50)
+    assert dict(zip(table["model"], table["test_set"], strict=True)) == {
+        "a_capped_cnn": ev.DIFFERENT, "densenet121": ev.SAME, "small_cnn": ev.SAME, ev.BASELINE: ev.SAME}
+    assert table.attrs["different_test_set"] == ["synthetic/a_capped_cnn"]
+    baseline = table[table["model"] == ev.BASELINE].iloc[0]
+    assert baseline["n_images"] == 135  # the reference runs' 45 test patients, not the capped run's 30
+    _, page = report.build_report(tmp_path, n_boot=50)
+    assert any("DIFFERENT test set" in b and "synthetic/a_capped_cnn" in b for b in banners(page))
 
 
 # ----------------------------------------------------------------------------------- figures
@@ -190,7 +221,7 @@ def test_baseline_follows_the_training_majority(tmp_path):
 
 def test_evaluation_figures_mark_synthetic_data(outputs):
     with pytest.warns(UserWarning):
-        runs = ev.read_runs(outputs)
+        runs = read_runs(outputs)
     synthetic = [r for r in runs if r.dataset == "synthetic"]
     figures = [
         plots.plot_roc_pr(synthetic),
@@ -258,6 +289,7 @@ def test_report_is_self_contained_and_complete(outputs):
         "03_small_cnn.ipynb",
         "1 h 01 min",
         "tensorflow",
+        "device.kind",
         "unfinished",
         "3 images with unknown view",
     ):
@@ -267,6 +299,13 @@ def test_report_is_self_contained_and_complete(outputs):
     assert "| Model | AUC |" in md and "WARNING" in md and report.DISCLAIMER in md
     linked = re.findall(r"\]\((report_files/[^)]+\.png)\)", md)
     assert len(linked) == 4 and all((outputs / link).is_file() for link in linked)
+
+
+def test_report_escapes_what_it_shows(tmp_path):
+    write_run(tmp_path, "covid-ct", "cnn<b>", synthetic=False, weights="imagenet")
+    _, page = report.build_report(tmp_path, n_boot=50)
+    text = page.read_text(encoding="utf-8")
+    assert "cnn&lt;b&gt;" in text and "cnn<b>" not in text
 
 
 def test_no_banner_for_real_data_with_imagenet_weights(tmp_path):

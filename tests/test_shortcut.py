@@ -12,7 +12,7 @@ from helpers.data.dataset import course_dataset
 from helpers.data.synthetic import make_image
 from helpers.explain import shortcut
 from helpers.images import load_images, resize
-from helpers.models import train
+from helpers.runs import quick_cnn
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (3, 100, 80), (2, 224, 224)])
@@ -106,7 +106,8 @@ def test_a_model_that_learned_the_tag_fails_without_it(course_dirs):
     """
     dataset = shortcut.shortcut_dataset(smoke=True, verbose=False)
     image_set = load_images(dataset, 64, progress=False)
-    model, metrics = train.train_quick_cnn(dataset, image_set, epochs=6, batch_size=16, learning_rate=3e-3, seed=42)
+    run = quick_cnn(dataset, image_set, epochs=6, batch_size=16, learning_rate=3e-3, seed=42)
+    model, metrics = run.keras_model(), run.metrics
     table = shortcut.shortcut_experiment(model, image_set)
     print(table.round(3).to_string())
     as_is, masked, pasted = (table.loc[c] for c in ("marker as is", "marker masked", "marker on every NORMAL"))

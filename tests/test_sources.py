@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import sys
+import types
 import zipfile
 from itertools import chain
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -37,12 +40,12 @@ COVID_CT_PREFIX = f"/UCSD-AI4H/COVID-CT/{COVID_CT_COMMIT}"
 QUIET = {"progress": False, "retries": 0}
 
 
-def check_manifest(prepared, source=None):
-    """The manifest contract: columns, labels, prefixed patient ids, float ages, files in place."""
+def check_manifest(prepared, source=None, *, dataset=None):
+    """The manifest contract: columns, labels, patient ids prefixed with the dataset, float ages, files in place."""
     rows = prepared.rows
     assert list(rows.columns[: len(MANIFEST_COLUMNS)]) == MANIFEST_COLUMNS
     assert set(rows["label"]) <= {"COVID", "NORMAL"}
-    assert (rows["patient_id"].str.split(":").str[0] == rows["source"]).all()
+    assert (rows["patient_id"].str.split(":").str[0] == (dataset or rows["source"])).all()
     assert source is None or (rows["source"] == source).all()
     assert rows["age"].dtype == float
     for path in rows["path"]:
@@ -263,6 +266,21 @@ NONCOVID_SPLITS = {
     "test": ["1305.png", "listed-but-missing.png"],
 }
 UNLISTED = "2020.03.22.20040782-p25-1541.png"
+# COVID-CT-MetaInfo.xlsx: two patients on one page (the page rule merges them), one patient on two papers
+# (the rule cannot join them: they sit in train and test); one name written without its extension.
+METAINFO = {
+    "File name": ["2020.02.10.20021584-p6-52%0.png", "2020.02.10.20021584-p6-52%1", "kjr-21-e24-p3-16.png",
+                  "PIIS0140673620303603%5.png"],
+    "Patient ID": ["Patient 1", "Patient 2", "Patient 9", "Patient 9"],
+    "Age": ["45", "52", "61", "61"],
+    "Gender": ["M", "F", "F", "F"],
+    "DOI": ["10.1101/2020.02.10.20021584"] * 2 + ["10.3348/kjr.2020.0146", "10.1016/S0140-6736(20)30360-3"],
+}
+
+
+def write_metainfo(repo, table=None):
+    pytest.importorskip("openpyxl")
+    pd.DataFrame(METAINFO if table is None else table).to_excel(repo / "COVID-CT-MetaInfo.xlsx", index=False)
 
 
 @pytest.fixture
@@ -284,6 +302,7 @@ def covid_ct_repo(ieee_mini, tmp_path):
         (repo / "Data-split" / label).mkdir(parents=True)
         for split, names in splits.items():
             (repo / "Data-split" / label / f"{split}CT_{label}.txt").write_text("\n".join(names) + "\n")
+    write_metainfo(repo)
     return repo
 
 
@@ -295,6 +314,7 @@ def test_covid_ct_official_split(covid_ct_repo, tmp_path):
     expected = {f"CT_COVID/{name}": split for split, names in COVID_SPLITS.items() for name in names}
     expected |= {f"CT_NonCOVID/{name}": split for split, names in NONCOVID_SPLITS.items() for name in names}
     expected.pop("CT_NonCOVID/listed-but-missing.png")
+    expected["CT_COVID/kjr-21-e24-p3-16.png"] = "test"  # Patient 9 is in train and test: moved whole into test
     assert rows["split"].to_dict() == expected
     assert (rows["modality"] == "ct").all()
     assert rows.loc["CT_NonCOVID/Normal case 1.png", "label"] == "NORMAL"
@@ -302,10 +322,42 @@ def test_covid_ct_official_split(covid_ct_repo, tmp_path):
     assert rows.loc["CT_NonCOVID/35%1.jpg", "patient_id"] == "covid-ct:NonCOVID/35.jpg"
     assert "covid-ct: 1 image not listed in any official split file excluded (official_split=True)" in prepared.notes
     assert "covid-ct: 1 image named in the split files but missing from the zips" in prepared.notes
-    assert any(
-        "1 patient ids (derived from file names) appear in more than one official split" in n for n in prepared.notes
-    )
+    assert any("1 patients appear in more than one official split file" in n for n in prepared.notes)
     assert not list(prepared.root.glob("*.part"))  # extraction finished, nothing half-done
+
+
+def test_covid_ct_patients_come_from_the_metainfo_sheet(covid_ct_repo, tmp_path):
+    with FaultyServer(covid_ct_repo, prefix=COVID_CT_PREFIX) as server:
+        prepared = prepare_covid_ct(tmp_path, base_url=server.url, **QUIET)
+        assert f"{COVID_CT_PREFIX}/COVID-CT-MetaInfo.xlsx" in {path for path, _ in server.requests}
+    patient = prepared.rows.set_index("path")["patient_id"]
+    assert patient["CT_COVID/2020.02.10.20021584-p6-52%0.png"] == "covid-ct:Patient 1"
+    assert patient["CT_COVID/2020.02.10.20021584-p6-52%1.png"] == "covid-ct:Patient 2"  # same page, other patient
+    assert patient["CT_COVID/kjr-21-e24-p3-16.png"] == patient["CT_COVID/PIIS0140673620303603%5.png"]
+    assert patient["CT_NonCOVID/35%1.jpg"] == "covid-ct:NonCOVID/35.jpg"  # no sheet for them: the file-name rule
+    assert prepared.rows.groupby("patient_id")["split"].nunique().max() == 1  # no patient in two splits
+    notes = " ".join(prepared.notes)
+    assert "COVID slices: 4 images take their patient from COVID-CT-MetaInfo.xlsx (3 patients)" in notes
+    assert "not in COVID-CT-MetaInfo.xlsx" not in notes
+    unsplit = prepare_covid_ct(tmp_path, base_url=server.url, official_split=False, **QUIET)  # offline: all there
+    assert unsplit.rows.set_index("path").loc[f"CT_COVID/{UNLISTED}", "patient_id"] == (
+        "covid-ct:COVID/2020.03.22.20040782-p25"
+    )
+    assert any("1 image of COVID slices not in COVID-CT-MetaInfo.xlsx are grouped by the file-name rule" in note
+               for note in unsplit.notes)
+
+
+def test_covid_ct_sheet_with_a_renamed_column_falls_back_to_the_page_rule(covid_ct_repo, tmp_path):
+    write_metainfo(covid_ct_repo, {"File name": METAINFO["File name"], "Patient": METAINFO["Patient ID"]})
+    with FaultyServer(covid_ct_repo, prefix=COVID_CT_PREFIX) as server:
+        prepared = prepare_covid_ct(tmp_path, base_url=server.url, **QUIET)
+    rows = prepared.rows.set_index("path")
+    assert rows.loc["CT_COVID/2020.02.10.20021584-p6-52%0.png", "patient_id"] == "covid-ct:COVID/2020.02.10.20021584-p6"
+    assert rows.loc["CT_COVID/2020.02.10.20021584-p6-52%1.png", "split"] == "val"  # the page's patient, moved whole
+    assert rows.loc["CT_COVID/2020.02.10.20021584-p6-52%0.png", "split"] == "val"
+    assert prepared.rows.groupby("patient_id")["split"].nunique().max() == 1
+    message = next(note for note in prepared.notes if "has no column" in note)
+    assert "'Patient ID'" in message and "'Patient'" in message and "file-name rule" in message
 
 
 def test_covid_ct_without_official_split_and_offline_again(covid_ct_repo, tmp_path):
@@ -361,23 +413,29 @@ def radiography(tmp_path):
     return base.parent
 
 
-def write_normal_metadata(base):
+# The sheets' URLs as version 5 writes them: one per upstream collection.
+COVID_URLS = ["https://bimcv.cipf.es/bimcv-projects/bimcv-covid19/", "https://sirm.org/category/senza-categoria/covid-19/",
+              "https://github.com/ieee8023/covid-chestxray-dataset"]
+NORMAL_URLS = ["https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/data"] * 2 + [
+    "https://www.kaggle.com/paultimothymooney/chest-xray-pneumonia"] * 2
+
+
+def write_sheet(base, folder, names, urls, *, columns=("FILE NAME", "FORMAT", "SIZE", "URL")):
+    """``<folder>.metadata.xlsx`` in the layout of version 5 (``columns`` renames them)."""
     pytest.importorskip("openpyxl")
-    pd.DataFrame(
-        {
-            "FILE NAME": ["NORMAL-1", "NORMAL-2", "NORMAL-3", "NORMAL-4"],
-            "FORMAT": ["PNG"] * 4,
-            "SIZE": ["256*256"] * 4,
-            "URL": ["https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/data"] * 2
-            + ["https://www.kaggle.com/paultimothymooney/chest-xray-pneumonia"] * 2,
-        }
-    ).to_excel(base / "Normal.metadata.xlsx", index=False)
+    values = [names, ["PNG"] * len(names), ["256*256"] * len(names), urls]
+    pd.DataFrame(dict(zip(columns, values))).to_excel(base / f"{folder}.metadata.xlsx", index=False)
+
+
+def write_metadata(base, normal_urls=NORMAL_URLS, **options):
+    write_sheet(base, "COVID", ["COVID-1", "COVID-2", "COVID-3"], COVID_URLS)
+    write_sheet(base, "Normal", ["NORMAL-1", "NORMAL-2", "NORMAL-3", "NORMAL-4"], normal_urls, **options)
 
 
 def test_covid19_radiography_leaves_pediatric_normals_out(radiography, tmp_path):
-    write_normal_metadata(radiography / "COVID-19_Radiography_Dataset")
+    write_metadata(radiography / "COVID-19_Radiography_Dataset")
     prepared = prepare_covid19_radiography(tmp_path, path=radiography)
-    check_manifest(prepared, "covid19-radiography")
+    check_manifest(prepared, dataset="covid19-radiography")
     rows = prepared.rows
     assert rows["label"].value_counts().to_dict() == {"COVID": 3, "NORMAL": 2}
     assert {"COVID-19_Radiography_Dataset/Normal/images/Normal-1.png"} < set(rows["path"])
@@ -389,9 +447,66 @@ def test_covid19_radiography_leaves_pediatric_normals_out(radiography, tmp_path)
     assert "one id per image" in notes
 
 
+def test_covid19_radiography_sources_come_from_the_metadata_sheets(radiography, tmp_path):
+    write_metadata(radiography / "COVID-19_Radiography_Dataset")
+    rows = prepare_covid19_radiography(tmp_path, path=radiography).rows.set_index("path")
+    source = rows["source"].rename(lambda path: path.rsplit("/", 1)[-1])
+    assert source.to_dict() == {"COVID-1.png": "bimcv", "COVID-2.png": "sirm", "COVID-3.png": "ieee8023",
+                                "Normal-1.png": "rsna", "Normal-2.png": "rsna"}
+    assert rows.loc["COVID-19_Radiography_Dataset/COVID/images/COVID-1.png", "mask"] == (
+        "COVID-19_Radiography_Dataset/COVID/masks/COVID-1.png"
+    )
+
+
 def test_covid19_radiography_can_include_pediatric_normals(radiography, tmp_path):
     rows = prepare_covid19_radiography(tmp_path, path=radiography, include_pediatric=True).rows
     assert rows["label"].value_counts().to_dict() == {"COVID": 3, "NORMAL": 4}
+    assert set(rows["source"]) == {"unknown"}  # no sheets: the sources are unknown, the images are kept
+
+
+def test_a_sheet_with_a_renamed_column_is_named_and_the_images_are_kept(radiography, tmp_path):
+    base = radiography / "COVID-19_Radiography_Dataset"
+    write_metadata(base)
+    write_sheet(base, "COVID", ["COVID-1", "COVID-2", "COVID-3"], COVID_URLS, columns=("Image", "FORMAT", "SIZE", "URL"))
+    prepared = prepare_covid19_radiography(tmp_path, path=radiography)
+    rows = prepared.rows
+    assert (rows.loc[rows["label"] == "COVID", "source"] == "unknown").all() and (rows["label"] == "COVID").sum() == 3
+    assert set(rows.loc[rows["label"] == "NORMAL", "source"]) == {"rsna"}  # the Normal sheet is still read
+    message = next(note for note in prepared.notes if "has no column" in note)
+    assert "COVID.metadata.xlsx" in message and "'FILE NAME'" in message and "'Image'" in message
+
+
+def test_a_normal_sheet_without_urls_keeps_all_normals_and_says_so(radiography, tmp_path):
+    write_metadata(radiography / "COVID-19_Radiography_Dataset", columns=("FILE NAME", "FORMAT", "SIZE", "Link"))
+    with pytest.warns(UserWarning, match="cannot tell the pediatric normals"):
+        prepared = prepare_covid19_radiography(tmp_path, path=radiography)
+    assert (prepared.rows["label"] == "NORMAL").sum() == 4
+    assert any("Normal.metadata.xlsx has no column 'URL'" in note for note in prepared.notes)
+
+
+def test_a_pediatric_filter_that_matches_nothing_warns(radiography, tmp_path):
+    write_metadata(radiography / "COVID-19_Radiography_Dataset", normal_urls=["https://example.org/normals"] * 4)
+    with pytest.warns(UserWarning, match="pediatric filter removed 0 of 4 normals"):
+        prepared = prepare_covid19_radiography(tmp_path, path=radiography)
+    assert (prepared.rows["label"] == "NORMAL").sum() == 4
+    assert set(prepared.rows.loc[prepared.rows["label"] == "NORMAL", "source"]) == {"example.org"}
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://bimcv.cipf.es/bimcv-projects/bimcv-covid19/#1590858128006-9e640421-6711", "bimcv"),
+        ("https://github.com/ml-workgroup/covid-19-image-repository/tree/master/png", "german-medical-school"),
+        ("https://github.com/armiro/COVID-CXNet", "covid-cxnet"),
+        ("https://eurorad.org", "eurorad"),
+        ("https://twitter.com/ChestImaging", "twitter"),
+        ("https://data.mendeley.com/datasets/rscbjbr9sj/2", "chest-xray-pneumonia"),
+        ("https://www.example.com/x", "example.com"),
+        ("", "unknown"),
+    ],
+)
+def test_collection_names_from_urls(url, name):
+    assert sources.collection(url) == name
 
 
 def test_covid19_radiography_without_openpyxl_says_what_to_install(radiography, tmp_path, monkeypatch):
@@ -438,8 +553,73 @@ def test_kagglehub_download_is_used_when_no_path_is_given(radiography, tmp_path,
 
 def test_missing_kagglehub_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "kagglehub", None)
-    with pytest.raises(SourceUnavailable, match="pip install kagglehub"):
+    with pytest.raises(SourceUnavailable, match=re.escape("pip install 'kagglehub>=0.4.3'")):
         prepare_chest_xray_pneumonia(tmp_path)
+
+
+class FakeKagglehub(types.ModuleType):
+    """kagglehub 0.4.3+ as far as the course uses it: refuses a half folder unless ``force_download``."""
+
+    def __init__(self, dataset):
+        super().__init__("kagglehub")
+        self.dataset, self.calls = dataset, []
+
+    def dataset_download(self, handle, path=None, *, force_download=False, output_dir=None):
+        self.calls.append({"output_dir": output_dir, "force_download": force_download})
+        output = Path(output_dir)
+        if output.is_dir() and any(output.iterdir()):
+            if not force_download:
+                raise FileExistsError(f"output_dir is not empty: {output}. Set force_download=True to replace it.")
+            shutil.rmtree(output)
+        shutil.copytree(self.dataset, output)
+        return str(output)
+
+
+def test_an_interrupted_kaggle_download_is_replaced_and_then_marked_complete(radiography, tmp_path, monkeypatch):
+    fake = FakeKagglehub(radiography)
+    monkeypatch.setitem(sys.modules, "kagglehub", fake)
+    output = tmp_path / "covid19-radiography" / "v5"
+    (output / "COVID-19_Radiography_Dataset" / "COVID").mkdir(parents=True)  # what an interrupted download leaves
+    (output / "COVID-19_Radiography_Dataset" / "COVID" / "half.zip").write_bytes(b"PK")
+    prepared = prepare_covid19_radiography(tmp_path, include_pediatric=True)
+    assert [call["force_download"] for call in fake.calls] == [False, True]
+    assert prepared.root == output and len(prepared.rows) == 7
+    assert not (output / "COVID-19_Radiography_Dataset" / "COVID" / "half.zip").exists()
+    assert (output.parent / "v5.complete").is_file()
+    again = prepare_covid19_radiography(tmp_path, include_pediatric=True)
+    assert len(fake.calls) == 2 and len(again.rows) == 7  # complete: kagglehub is not asked again
+
+
+def test_an_old_kagglehub_says_upgrade(tmp_path, monkeypatch):
+    old = types.ModuleType("kagglehub")
+    old.__version__ = "0.3.13"
+    old.dataset_download = lambda handle, path=None, *, force_download=False: handle  # no output_dir before 0.4.3
+    monkeypatch.setitem(sys.modules, "kagglehub", old)
+    with pytest.raises(SourceUnavailable) as error:
+        prepare_covid19_radiography(tmp_path)
+    message = str(error.value)
+    assert "kagglehub 0.3.13 is too old" in message and "upgrade kagglehub" in message
+    assert "kagglehub>=0.4.3" in message and "check your connection" not in message
+    old.__version__ = "1.0.2"  # a TypeError from a recent kagglehub is its own failure, not its age
+    with pytest.raises(SourceUnavailable, match="kagglehub 1.0.2 failed") as error:
+        prepare_covid19_radiography(tmp_path)
+    assert "too old" not in str(error.value)
+
+
+def test_a_read_only_kaggle_mount_is_read_in_place_and_left_untouched(radiography, tmp_path, monkeypatch):
+    """In Colab and Kaggle notebooks kagglehub ignores output_dir and returns /kaggle/input/<name>."""
+    mount = tmp_path / "kaggle" / "input" / "covid19-radiography-database"
+    shutil.copytree(radiography, mount)
+    write_metadata(mount / "COVID-19_Radiography_Dataset")
+    before = sorted(path.relative_to(mount) for path in mount.rglob("*"))
+    colab = types.ModuleType("kagglehub")
+    colab.dataset_download = lambda handle, path=None, *, force_download=False, output_dir=None: str(mount)
+    monkeypatch.setitem(sys.modules, "kagglehub", colab)
+    prepared = prepare_covid19_radiography(tmp_path / "data")
+    assert prepared.root == mount and (prepared.rows["label"] == "NORMAL").sum() == 2
+    assert sorted(path.relative_to(mount) for path in mount.rglob("*")) == before  # nothing written into the mount
+    assert not (tmp_path / "data" / "covid19-radiography" / "v5.complete").exists()
+    assert any("read-only" in note and "nothing is written there" in note for note in prepared.notes)
 
 
 @pytest.fixture

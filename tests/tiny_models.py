@@ -27,7 +27,7 @@ def _dataset(name: str, synthetic: bool) -> SimpleNamespace:
 def save_tiny_cnn(dataset: str = "synthetic", *, synthetic: bool = True, name: str = "cnn", size: int = 32) -> Path:
     """An untrained small CNN saved through ``helpers.models.train.save_run``, as notebook 02 would."""
     from helpers.models import build_cnn
-    from helpers.models.train import save_run
+    from helpers.runs import save_run
 
     model = build_cnn(size, filters=(8, 16))
     predictions = pd.DataFrame({"split": ["val", "val", "test", "test"], "y_true": [0, 1, 0, 1],

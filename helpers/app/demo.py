@@ -27,15 +27,16 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import warnings
 from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from helpers import paths
+from helpers import paths, runs
 from helpers.app.cards import RED, SYNTHETIC_WARNING, THRESHOLD_MEANING, YELLOW, box, message_card, result_card
-from helpers.app.predict import ModelError, load_model, predict_image, read_metrics
+from helpers.app.predict import ModelError, load_model, predict_image
 from helpers.constants import DISCLAIMER
 from helpers.images import ImageError
 
@@ -62,23 +63,27 @@ def uploaded_files(value) -> list[tuple[str, bytes]]:
 
 
 def run_folders(output_dir: str | Path | None = None) -> list[Path]:
-    """Run folders ``<dataset>/<model>/`` under ``output_dir`` that hold a model (Keras or hybrid) and metrics."""
-    root = Path(output_dir) if output_dir else paths.output_dir()
-    return sorted(p.parent for p in root.glob("*/*/metrics.json")
-                  if (p.parent / "model.keras").is_file() or (p.parent / "features.json").is_file())
+    """Run folders under ``output_dir`` that hold a model (Keras or hybrid): :func:`helpers.runs.run_folders`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a broken run is left out of the picker; `helpers predict` says why
+        return runs.run_folders(Path(output_dir) if output_dir else None)
 
 
 def _metrics(folder: Path) -> dict:
     try:
-        return read_metrics(folder)
-    except ModelError:
+        return runs.read_metrics(folder)
+    except runs.RunError:
         return {}
 
 
+def _is_hybrid(folder: Path) -> bool:
+    file = runs.model_file(folder)
+    return file is not None and runs.MODEL_FILES[file.name] == "hybrid"
+
+
 def folder_label(folder: Path) -> str:
-    metrics = _metrics(folder)
-    kind = " (VGG16 features hybrid)" if (folder / "features.json").is_file() else ""
-    return f"{folder.parent.name} / {folder.name}{kind}" + (" (SYNTHETIC)" if metrics.get("synthetic") else "")
+    kind = " (VGG16 features hybrid)" if _is_hybrid(folder) else ""
+    return f"{folder.parent.name} / {folder.name}{kind}" + (" (SYNTHETIC)" if _metrics(folder).get("synthetic") else "")
 
 
 def best_model(folders: list[Path]) -> Path | None:
@@ -98,7 +103,7 @@ def choose_model(dataset: str | None = None, model: str | None = None, *,
     wanted = [Path(os.environ[MODEL_VARIABLE])] if os.environ.get(MODEL_VARIABLE) else []
     wanted += [root / dataset / model] if dataset and model else []
     for folder in wanted:
-        if folder in run_folders(folder.parent.parent):
+        if folder.resolve() in [f.resolve() for f in run_folders(folder.parent.parent)]:
             return folder.resolve()
     return best_model(run_folders(root))
 
@@ -107,15 +112,15 @@ def quick_model(dataset: str, *, smoke: bool = True, strict: bool = False, name:
     """Train a small CNN into ``outputs/demo/<dataset>/<name>/``: the course's own data and runs stay untouched."""
     from helpers.data import course_dataset
     from helpers.images import load_images
-    from helpers.models.train import train_quick_cnn
 
-    with _output_dir(paths.output_dir() / QUICK_FOLDER):
+    folder = paths.output_dir() / QUICK_FOLDER
+    with _output_dir(folder):  # the dataset's record goes beside the quick model, not over the course's
         data = course_dataset(dataset, smoke=smoke, strict=strict)
-        print(f"No trained model yet: training a quick 64px CNN on {data.name} for the demo, into "
-              f"{paths.run_dir(data.name, name)} (its predictions are close to guesses) ...")
-        train_quick_cnn(data, load_images(data, 64, progress=False), epochs=8, batch_size=16, learning_rate=3e-3,
-                        name=name)
-        return paths.run_dir(data.name, name)
+        print(f"No trained model yet: a quick 64px CNN on {data.name} for the demo, in {folder} (its predictions "
+              "are close to guesses) ...")
+        run = runs.quick_cnn(data, load_images(data, 64, progress=False), output_dir=folder, name=name, epochs=8,
+                             batch_size=16, learning_rate=3e-3)
+    return run.path
 
 
 @contextlib.contextmanager
@@ -148,7 +153,7 @@ class UploadDemo:
         self.max_bytes, self.with_gradcam = max_bytes, with_gradcam
         self.models = run_folders(self.output_dir)
         if model is not None and Path(model).resolve() not in [f.resolve() for f in self.models]:
-            self.models += [Path(model)] if Path(model).is_dir() else []
+            self.models += [f for f in run_folders(Path(model).parent.parent) if f.resolve() == Path(model).resolve()]
         self.shown: list[tuple[str, bytes]] = []  # the files on display, predicted again when the model changes
         self.rounds = 0  # how many times files were predicted: the status line changes even for the same file
         self.upload = widgets.FileUpload(accept=ACCEPT, multiple=True, description="Upload images",
@@ -249,12 +254,12 @@ class UploadDemo:
             return box(html.escape(NO_MODEL.format(folder=self.output_dir)), *RED)
         folder = Path(self.picker.value)
         try:
-            metrics = read_metrics(folder)
-        except ModelError as exc:
+            metrics = runs.read_metrics(folder)
+        except runs.RunError as exc:
             return box(html.escape(str(exc)), *RED)
         auc, threshold = (metrics.get("test") or {}).get("auc"), metrics.get("threshold")
         kind = (f"VGG16 features + {(metrics.get('classifier') or 'classifier')}"
-                if (folder / "features.json").is_file() else "Keras")
+                if _is_hybrid(folder) else "Keras")
         text = (f"Model <b>{html.escape(str(metrics.get('model', folder.name)))}</b> ({kind}) trained on "
                 f"<b>{html.escape(str(metrics.get('dataset', '?')))}</b> ({metrics.get('modality', 'xray')}), "
                 f"input {metrics.get('img_size', '?')} px" + (f", test AUC {auc:.3f}" if auc is not None else "")
@@ -273,13 +278,12 @@ class UploadDemo:
 
 
 def _test_rows(folder: Path, n: int) -> pd.DataFrame:
-    """``n`` test rows of a run's ``predictions.csv``, half COVID and half NORMAL, one per patient."""
+    """``n`` test rows of a run's predictions (:func:`helpers.runs.read_run`), half of each label, one per patient."""
     try:
-        rows = pd.read_csv(folder / "predictions.csv")
-        rows = rows[rows["split"] == "test"].drop_duplicates("patient_id")
-        return rows.groupby("label", group_keys=False).head(max(1, n // 2)).head(n)
-    except (OSError, ValueError, KeyError):  # no predictions, or not the course's columns
+        rows = runs.read_run(folder).split("test").drop_duplicates("patient_id")
+    except runs.RunError:
         return pd.DataFrame(columns=["path", "label"])
+    return rows.groupby("label", group_keys=False).head(max(1, n // 2)).head(n)
 
 
 def _dataset_root(rel: str) -> Path | None:

@@ -7,8 +7,9 @@
 ``load_model`` takes a run folder ``outputs/<dataset>/<model>/`` of either kind:
 a Keras model (``model.keras``: the CNN of notebook 02, the transfer models of
 notebook 03) or a VGG16-features hybrid of notebook 04 (``features.json`` and
-``model.ubj`` for XGBoost or ``model.json`` for logistic regression: features
-from the stored VGG16 settings, then the stored classifier). ``metrics.json``
+``model.ubj`` for XGBoost or ``model.joblib`` for logistic regression: features
+from the stored VGG16 settings, then the stored classifier), read through
+:mod:`helpers.runs`, the one owner of run folders. ``metrics.json``
 gives the threshold chosen on validation data, whether the data were synthetic
 and the modality. A bare ``.keras`` file works too: its threshold is then 0.5,
 and whether it came from synthetic data is known only when it is a copy of a
@@ -38,7 +39,6 @@ import functools
 import hashlib
 import io
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers import paths
+from helpers import runs
 from helpers.images import ImageError, Source, read_image, resize, to_rgb
 
 DEFAULT_THRESHOLD = 0.5
@@ -142,46 +142,35 @@ def describe_call(probability: float, threshold: float) -> str:
 def load_model(path: str | os.PathLike) -> ModelInfo:
     """Load a run folder (Keras or hybrid) or a ``.keras`` file, cached; raises ``ModelError``."""
     kind, folder, files = _run_files(Path(path).expanduser().resolve())
-    stamp = tuple(p.stat().st_mtime_ns for p in files)
+    stamp = tuple(p.stat().st_mtime_ns if p.exists() else None for p in files)
     return _load(kind, folder, files, stamp)
 
 
 def _run_files(path: Path) -> tuple[str, Path | None, tuple[Path, ...]]:
     """``(kind, run folder or None, the files the model is made of)`` for a folder or a ``.keras`` file."""
     if path.is_dir():
-        metrics = path / "metrics.json"
-        if (path / "features.json").is_file():
-            classifier = [path / name for name in ("model.ubj", "model.json") if (path / name).is_file()]
-            if not classifier:
-                raise ModelError(f"{path}: features.json but no model.ubj or model.json; train the hybrid again")
-            return "hybrid", path, (path / "features.json", classifier[0], *([metrics] if metrics.is_file() else []))
-        if not (path / "model.keras").is_file():
-            raise ModelError(f"{path}: no model in this folder (model.keras, or features.json for a hybrid); {HINT}")
-        return "keras", (path if metrics.is_file() else None), (path / "model.keras", *([metrics] * metrics.is_file()))
+        file = runs.model_file(path)
+        if file is None:
+            missing = " but no model.ubj or model.joblib" if (path / "features.json").is_file() else ""
+            raise ModelError(f"{path}: no model in this folder (model.keras, or features.json{missing} for a "
+                             f"hybrid); {HINT}")
+        kind = runs.MODEL_FILES[file.name]
+        return kind, path, (file, *([path / "features.json"] if kind == "hybrid" else []), path / "metrics.json")
     if not path.exists():
         raise ModelError(f"{path}: no such file or folder; {HINT}")
     if not path.is_file() or path.suffix != ".keras":
         raise ModelError(f"{path}: not a .keras file; {HINT}")
-    metrics = path.parent / "metrics.json"
-    if path.name == "model.keras" and metrics.is_file():
-        return "keras", path.parent, (path, metrics)
+    if path.name == "model.keras" and (path.parent / "metrics.json").is_file():
+        return "keras", path.parent, (path, path.parent / "metrics.json")
     return "keras", None, (path,)
 
 
 def read_metrics(folder: Path) -> dict:
-    """``metrics.json`` of a run folder, checked; raises ``ModelError`` saying what is wrong."""
-    file = folder / "metrics.json"
+    """``metrics.json`` of a run folder, through :func:`helpers.runs.read_metrics`; ``ModelError`` when unusable."""
     try:
-        metrics = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(f"{file}: cannot read it ({type(exc).__name__}: {exc}); train the model again") from None
-    if not isinstance(metrics, dict):
-        raise ModelError(f"{file}: expected a JSON object, found {type(metrics).__name__}; train the model again")
-    threshold = metrics.get("threshold")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
-                                      and math.isfinite(threshold) and 0 <= threshold <= 1):
-        raise ModelError(f"{file}: threshold {threshold!r} is not a number between 0 and 1; train the model again")
-    return metrics
+        return runs.read_metrics(folder)
+    except runs.RunError as exc:
+        raise ModelError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -231,12 +220,13 @@ def _copy_of_run(file: Path) -> bool | None:
     """Whether a bare ``.keras`` file is a byte copy of a run's synthetic model; None when no run matches."""
     try:
         size, digest = file.stat().st_size, None
-        for candidate in sorted(paths.output_dir().glob("*/*/model.keras")):
-            if candidate.stat().st_size == size and (candidate.parent / "metrics.json").is_file():
+        for folder in runs.run_folders(kind="keras"):
+            candidate = folder / "model.keras"
+            if candidate.stat().st_size == size:
                 digest = digest or _sha256(file)
                 if _sha256(candidate) == digest:
-                    return bool(json.loads((candidate.parent / "metrics.json").read_text()).get("synthetic"))
-    except (OSError, ValueError):
+                    return bool(runs.read_metrics(folder).get("synthetic"))
+    except (OSError, runs.RunError):
         return None
     return None
 

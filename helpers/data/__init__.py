@@ -7,6 +7,7 @@ from helpers.data.dataset import (
     SYNTHETIC_BANNER,
     Dataset,
     course_dataset,
+    dataset_info,
     describe,
     load_dataset,
     near_duplicates,
@@ -14,9 +15,10 @@ from helpers.data.dataset import (
     test_fingerprint,
 )
 from helpers.data.download import DownloadError
-from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, get_source
+from helpers.data.registry import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
 
 __all__ = [
-    "MANIFEST_COLUMNS", "SYNTHETIC_BANNER", "Dataset", "DownloadError", "SourceUnavailable", "course_dataset",
-    "describe", "get_source", "load_dataset", "near_duplicates", "patient_split", "test_fingerprint",
+    "MANIFEST_COLUMNS", "SYNTHETIC_BANNER", "Dataset", "DownloadError", "SourceUnavailable", "base_name",
+    "course_dataset", "dataset_info", "describe", "get_source", "load_dataset", "marker_variant", "near_duplicates",
+    "patient_split", "test_fingerprint",
 ]

@@ -25,7 +25,9 @@ from sklearn.model_selection import StratifiedGroupKFold
 from helpers import paths
 from helpers.constants import SPLITS
 from helpers.data.download import DownloadError
-from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, get_source
+from helpers.data.registry import mixed_sources_note
+from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
+from helpers.files import atomic_write, write_text
 
 SYNTHETIC_FOR = {"xray": "synthetic", "ct": "synthetic-ct"}
 SYNTHETIC_BANNER = (
@@ -45,6 +47,7 @@ class Dataset:
     synthetic: bool
     notes: list[str] = field(default_factory=list)
     requested: str = ""
+    max_per_class: int | None = None  # the cap it was loaded with (part of its saved files' names)
 
     @property
     def key(self) -> str:
@@ -71,11 +74,13 @@ class Dataset:
         return table.reindex(pd.MultiIndex.from_product([SPLITS, ["COVID", "NORMAL"]]), fill_value=0)
 
     def info(self) -> dict:
-        """What ``outputs/<dataset>/dataset.json`` records (the report reads it)."""
+        """What ``dataset.json`` records (the report reads it through :func:`dataset_info`)."""
         counts = self.manifest.groupby(["split", "label"]).size()
         return {
             "name": self.name,
             "requested": self.requested,
+            "max_per_class": self.max_per_class,
+            "key": self.key,
             "synthetic": self.synthetic,
             "modality": self.modality,
             "n_images": len(self.manifest),
@@ -87,12 +92,61 @@ class Dataset:
         }
 
     def save(self) -> Path:
-        """Write ``manifest.csv`` and ``dataset.json`` to ``outputs/<name>/``."""
-        folder = paths.output_dir() / self.name
-        folder.mkdir(parents=True, exist_ok=True)
-        self.manifest.to_csv(folder / "manifest.csv", index=False)
-        (folder / "dataset.json").write_text(json.dumps(self.info(), indent=2, default=str))
-        return folder
+        """Write the manifest and ``dataset.json`` to ``outputs/<name>/`` under this cap's names.
+
+        No cap: ``manifest.csv`` and ``dataset.json``; ``max_per_class=250``: ``manifest-cap250.csv``
+        and ``dataset-cap250.json``. Files of other content (another key) under those names are
+        kept, renamed ``dataset.<their key>.json`` and the like, never overwritten.
+        """
+        info = self.info()
+        json_file, csv_file = saved_files(self.name, self.max_per_class)
+        earlier = _read_info(json_file)
+        if earlier is not None and earlier.get("key") != info["key"]:
+            tag = earlier.get("key") or earlier.get("test_fingerprint") or "earlier"
+            for file in (json_file, csv_file):
+                if file.exists():
+                    file.replace(file.with_suffix(f".{tag}{file.suffix}"))
+            print(f"note: {json_file} held another content of {self.name!r} (key {tag}); it was kept as "
+                  f"{json_file.with_suffix(f'.{tag}.json').name}")
+        with atomic_write(csv_file, "w", newline="") as file:
+            self.manifest.to_csv(file, index=False)
+        write_text(json_file, json.dumps(info, indent=2, default=str))
+        return json_file.parent
+
+
+def saved_files(name: str, cap: int | None = None, *, root: Path | None = None) -> tuple[Path, Path]:
+    """``(dataset.json, manifest.csv)`` of dataset ``name`` loaded with ``max_per_class=cap``, under ``root``.
+
+    ``root`` defaults to the course's output folder.
+    """
+    suffix = f"-cap{cap}" if cap else ""
+    folder = Path(root or paths.output_dir()) / name
+    return folder / f"dataset{suffix}.json", folder / f"manifest{suffix}.csv"
+
+
+def dataset_info(
+    name: str, cap: int | None = None, *, fingerprint: str | None = None, root: Path | None = None,
+) -> dict | None:
+    """What :meth:`Dataset.save` recorded for ``name`` loaded with ``max_per_class=cap``, or None.
+
+    With ``fingerprint`` (a run's ``test_fingerprint``), the saved record whose test split has
+    it, whatever its cap (earlier records kept beside included). ``root``: another output folder.
+    """
+    if fingerprint is None:
+        return _read_info(saved_files(name, cap, root=root)[0])
+    for file in sorted(saved_files(name, root=root)[0].parent.glob("dataset*.json")):
+        info = _read_info(file)
+        if info is not None and info.get("test_fingerprint") == fingerprint:
+            return info
+    return None
+
+
+def _read_info(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def test_fingerprint(manifest: pd.DataFrame) -> str:
@@ -114,6 +168,9 @@ def load_dataset(
     ``options`` go to the source's ``prepare`` (``synthetic_options`` to the
     synthetic fallback); ``max_per_class`` caps images per class by whole patients.
     """
+    name, tagged = base_name(name)
+    if tagged:
+        options["marker"] = True
     source = get_source(name)
     try:
         prepared = source.prepare(paths.data_dir(), **options)
@@ -140,6 +197,7 @@ def load_dataset(
     if max_per_class:
         rows = cap_per_class(rows, max_per_class, seed=seed)
         notes.append(f"capped at {max_per_class} images per class (whole patients, seed {seed})")
+    notes += mixed_sources_note(rows)
     groups = rows["patient_id"]
     if dedup and not source.synthetic:
         groups, note = _merge_near_duplicates(prepared.root, rows)
@@ -149,8 +207,10 @@ def load_dataset(
     )
     columns = MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_COLUMNS]
     dataset = Dataset(
-        name=f"{name}-marker" if options.get("marker") else name, root=Path(prepared.root), manifest=rows[columns].reset_index(drop=True),
+        name=marker_variant(name) if options.get("marker") else name, root=Path(prepared.root),
+        manifest=rows[columns].reset_index(drop=True),
         modality=source.modality, synthetic=source.synthetic, notes=notes, requested=name,
+        max_per_class=max_per_class or None,
     )
     dataset.save()
     if verbose:
@@ -271,7 +331,8 @@ def course_dataset(
     SMOKE mode and larger otherwise; ``marker=True`` adds the source marker of
     the shortcut lesson.
     """
-    synthetic = {**SYNTHETIC_SIZES[bool(smoke)], "marker": marker}
+    name, tagged = base_name(name)
+    synthetic = {**SYNTHETIC_SIZES[bool(smoke)], "marker": marker or tagged}
     if get_source(name).synthetic:
         options = {**synthetic, **options}
     return load_dataset(name, strict=strict, max_per_class=max_per_class, synthetic_options=synthetic, **options)

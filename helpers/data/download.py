@@ -1,11 +1,13 @@
 """Download files so that an interrupted run never leaves a half file that looks whole.
 
-:func:`fetch_file` checks the HTTP status (a 4xx fails at once, a 5xx or a
-dropped connection is retried with exponential backoff), writes to
-``<dest>.part``, resumes that partial file with an HTTP Range request where the
-server honours it (and starts over where it does not), verifies the SHA-256
-when one is given, and only then renames the file to ``dest``. A file that is
-already there (with the right hash) costs no network I/O at all.
+:func:`fetch_file` asks through a ``requests`` session whose adapter carries a
+``urllib3`` :class:`~urllib3.util.Retry`: refused or dropped connections and the
+statuses 408, 429 and 5xx are retried with exponential backoff (a 4xx fails at
+once). The body goes to ``<dest>.part``; a body cut short is resumed from that
+file with an HTTP Range request where the server honours it (and started over
+where it does not); the SHA-256 is verified when one is given, and only then is
+the file renamed to ``dest``. A file that is already there (with the right hash)
+costs no network I/O at all.
 
 :func:`fetch_files` does the same for many files in a few threads, with one
 progress bar.
@@ -15,16 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
+from urllib3.util import Retry
 
 CHUNK_SIZE = 1 << 16
-RETRY_STATUS = {408, 429}  # and every 5xx
+RETRY_STATUS = frozenset({408, 429, *range(500, 600)})
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
@@ -32,8 +35,21 @@ class DownloadError(RuntimeError):
     """A file could not be downloaded; the message names the URL, the file and what to do."""
 
 
-class _Retry(Exception):
-    """A failure worth another try: a server error, a dropped connection, a short body."""
+class _Interrupted(Exception):
+    """The body stopped short (or came from the wrong offset): the next request resumes or restarts."""
+
+
+def session(*, retries: int = 4, backoff: float = 0.5) -> requests.Session:
+    """A session that retries connections and the statuses of :data:`RETRY_STATUS` ``retries`` times."""
+    retry = Retry(
+        total=retries, connect=retries, read=retries, status=retries, other=0, backoff_factor=backoff,
+        status_forcelist=RETRY_STATUS, allowed_methods={"GET"}, raise_on_status=False,
+    )
+    http = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
+    return http
 
 
 def sha256sum(path: Path) -> str:
@@ -68,20 +84,26 @@ def fetch_file(
             return dest
         dest.unlink()  # a stale or damaged copy: fetch it again
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(retries + 1):
-        try:
-            _download(url, dest, timeout=timeout, progress=progress)
-            break
-        except _Retry as error:
-            if attempt == retries:
+    keep = (f"Check your connection and run again: the partial file {part_path(dest)} is kept and the download "
+            "resumes from it.")
+    with session(retries=retries, backoff=backoff) as http:
+        for attempt in range(retries + 1):  # the session retries requests; this loop resumes bodies cut short
+            try:
+                _download(http, url, dest, timeout=timeout, progress=progress)
+                break
+            except _Interrupted as error:
+                if attempt == retries:
+                    raise DownloadError(
+                        f"could not download {dest.name} from {url} after {retries + 1} attempts ({error}). {keep}"
+                    ) from error
+            except NETWORK_ERRORS as error:  # the session's retries are spent
                 raise DownloadError(
-                    f"could not download {dest.name} from {url} after {retries + 1} attempts ({error}). "
-                    f"Check your connection and run again: the partial file {part_path(dest)} is kept "
-                    "and the download resumes from it."
+                    f"could not download {dest.name} from {url} after {retries + 1} attempts "
+                    f"({type(error).__name__}: {error}). {keep}"
                 ) from error
-            time.sleep(backoff * 2**attempt)
     if sha256 is not None:
         _verify(part_path(dest), sha256, url=url, dest=dest)
+    # The .part name (not helpers.files.atomic_write's temporary one) is fixed, so that a later run resumes it.
     os.replace(part_path(dest), dest)
     return dest
 
@@ -116,35 +138,41 @@ def fetch_files(
     return [dest for _, dest in jobs]
 
 
-def _download(url: str, dest: Path, *, timeout: float, progress: bool) -> None:
-    """One attempt: stream ``url`` into ``<dest>.part``, resuming it where the server allows."""
+def _download(http: requests.Session, url: str, dest: Path, *, timeout: float, progress: bool) -> None:
+    """One request: stream ``url`` into ``<dest>.part``, resuming it where the server allows."""
     part = part_path(dest)
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        with http.get(url, headers=headers, stream=True, timeout=timeout) as response:
             if offset and response.status_code == 416:  # the partial file is no prefix of this one
                 part.unlink()
-                return _download(url, dest, timeout=timeout, progress=progress)
+                return _download(http, url, dest, timeout=timeout, progress=progress)
             _check_status(response, url=url, dest=dest)
             start = _resume_offset(response, part, offset)
             length = response.headers.get("Content-Length")
             total = start + int(length) if length and length.isdigit() else None
-            written = _write(response, part, start=start, total=total, name=dest.name, progress=progress)
-    except NETWORK_ERRORS as error:
-        raise _Retry(f"{type(error).__name__}: {error}") from error
-    except requests.RequestException as error:
+            try:
+                written = _write(response, part, start=start, total=total, name=dest.name, progress=progress)
+            except NETWORK_ERRORS as error:
+                raise _Interrupted(f"{type(error).__name__}: {error}") from error
+    except NETWORK_ERRORS:
+        raise  # the session's retries are spent: fetch_file says so
+    except requests.RequestException as error:  # an invalid URL, too many redirects...
         raise DownloadError(f"could not download {dest.name} from {url}: {error}") from error
     if total is not None and written < total:
-        raise _Retry(f"the connection closed after {written} of {total} bytes")
+        raise _Interrupted(f"the connection closed after {written} of {total} bytes")
 
 
 def _check_status(response: requests.Response, *, url: str, dest: Path) -> None:
     status = response.status_code
-    if status in RETRY_STATUS or status >= 500:
-        raise _Retry(f"HTTP {status} {response.reason}")
+    if status in RETRY_STATUS:  # the session's retries are spent
+        raise DownloadError(
+            f"could not download {dest.name} from {url} after {len(response.raw.retries.history) + 1} attempts "
+            f"(HTTP {status} {response.reason}). The server is failing: run again later."
+        )
     if status >= 400:
         raise DownloadError(
             f"could not download {dest.name}: {url} answered HTTP {status} {response.reason}. "
@@ -161,7 +189,7 @@ def _resume_offset(response: requests.Response, part: Path, offset: int) -> int:
     if offset and content_range.startswith(f"bytes {offset}-"):
         return offset
     part.unlink(missing_ok=True)
-    raise _Retry(f"the server sent an unexpected range ({content_range or 'none'}); starting over")
+    raise _Interrupted(f"the server sent an unexpected range ({content_range or 'none'}); starting over")
 
 
 def _write(response: requests.Response, part: Path, *, start: int, total: int | None, name: str, progress: bool) -> int:

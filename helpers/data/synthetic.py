@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: a lung mask per image
 MARKER_TEXT = "PORTABLE"
 
 
@@ -81,7 +81,7 @@ def _opacities(x, y, rng, severity: float, centres: list[tuple[float, float]], r
     return severity * np.clip(haze, 0, 1.3)
 
 
-def _xray(rng, anatomy: Anatomy, severity: float, size: int) -> np.ndarray:
+def _xray(rng, anatomy: Anatomy, severity: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     x, y = _grid(size, rng, jitter=1.0)
     a = anatomy
     body = _ellipse(x, y, 0, 0.15, a.body_width, 1.05, 0.15)
@@ -100,10 +100,10 @@ def _xray(rng, anatomy: Anatomy, severity: float, size: int) -> np.ndarray:
         centres = [(-a.lung_dx - 0.08, 0.25), (a.lung_dx + 0.08, 0.25)]  # lower zones, peripheral
         image += _opacities(x, y, rng, severity, centres, radius=(0.06, 0.12)) * lungs
     image = image * a.brightness * rng.uniform(0.9, 1.1) + rng.normal(0, 0.03, image.shape)
-    return image
+    return image, lungs
 
 
-def _ct(rng, anatomy: Anatomy, severity: float, size: int) -> np.ndarray:
+def _ct(rng, anatomy: Anatomy, severity: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     x, y = _grid(size, rng, jitter=0.5)
     a = anatomy
     level = rng.uniform(0.8, 1.1)  # slice height changes the lung size
@@ -122,7 +122,7 @@ def _ct(rng, anatomy: Anatomy, severity: float, size: int) -> np.ndarray:
         centres = [(-0.38 - 0.22 * level, 0.15), (0.38 + 0.22 * level, 0.15), (-0.5, -0.2), (0.5, -0.2)]
         image += 0.8 * _opacities(x, y, rng, severity, centres, radius=(0.05, 0.10)) * lungs
     image = image * rng.uniform(0.95, 1.05) + rng.normal(0, 0.025, image.shape)
-    return image
+    return image, lungs
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -140,18 +140,24 @@ def _add_marker(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(image)
 
 
-def make_image(
+def make_image_and_mask(
     *, modality: str = "xray", covid: bool, severity: float | None = None, marker: bool = False,
     size: int = 256, seed: int = 0, anatomy: Anatomy | None = None,
-) -> np.ndarray:
-    """One synthetic image as a ``uint8`` array; useful for figures and tests."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic image and its lung mask (255 inside the lung fields, 0 outside), both ``uint8``."""
     rng = np.random.default_rng(seed)
     anatomy = anatomy or _anatomy(rng)
     if severity is None:
         severity = rng.uniform(0.12, 0.35) if covid else 0.0
     draw = _xray if modality == "xray" else _ct
-    pixels = _to_uint8(draw(rng, anatomy, severity if covid else 0.0, size))
-    return _add_marker(pixels, rng) if marker else pixels
+    image, lungs = draw(rng, anatomy, severity if covid else 0.0, size)
+    pixels, mask = _to_uint8(image), np.where(lungs > 0.5, 255, 0).astype(np.uint8)
+    return (_add_marker(pixels, rng) if marker else pixels), mask
+
+
+def make_image(**options) -> np.ndarray:
+    """One synthetic image as a ``uint8`` array (the options of :func:`make_image_and_mask`); for figures and tests."""
+    return make_image_and_mask(**options)[0]
 
 
 def options_key(**options) -> str:
@@ -165,7 +171,7 @@ def generate(
     size: int = 256, covid_fraction: float = 0.45, marker: bool = False, marker_rate: float = 0.9, seed: int = 0,
     severity_scale: float = 1.0,
 ) -> pd.DataFrame:
-    """Write a synthetic dataset under ``out_dir/images`` and return its manifest rows.
+    """Write a synthetic dataset under ``out_dir/images`` (lung masks under ``out_dir/masks``), return its rows.
 
     Patient ``i`` is drawn from its own random stream (``seed``, ``i``), so the
     same options always give the same images. With ``marker=True`` a COVID image
@@ -176,7 +182,8 @@ def generate(
     """
     if modality not in ("xray", "ct"):
         raise ValueError(f"modality must be 'xray' or 'ct', not {modality!r}")
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    for folder in ("images", "masks"):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
     source = "synthetic" if modality == "xray" else "synthetic-ct"
     rows = []
     for patient in range(n_patients):
@@ -188,15 +195,17 @@ def generate(
         view = rng.choice(["PA", "AP"]) if modality == "xray" else "axial"
         for k in range(int(rng.integers(images_per_patient[0], images_per_patient[1] + 1))):
             has_marker = marker and rng.random() < (marker_rate if covid else 1 - marker_rate)
-            pixels = make_image(
+            pixels, mask = make_image_and_mask(
                 modality=modality, covid=covid, severity=severity * rng.uniform(0.7, 1.3), marker=has_marker,
                 size=size, seed=int(rng.integers(2**31)), anatomy=anatomy,
             )
-            path = f"images/{source}-p{patient:04d}-{k}.png"
-            Image.fromarray(pixels).save(out_dir / path)
+            name = f"{source}-p{patient:04d}-{k}.png"
+            Image.fromarray(pixels).save(out_dir / "images" / name)
+            Image.fromarray(mask).save(out_dir / "masks" / name)
             rows.append({
-                "path": path, "label": "COVID" if covid else "NORMAL", "patient_id": f"{source}:{patient:04d}",
-                "source": f"{source}-{'a' if has_marker else 'b'}" if marker else source, "modality": modality, "view": view, "sex": sex, "age": age,
-                "marker": has_marker,
+                "path": f"images/{name}", "label": "COVID" if covid else "NORMAL",
+                "patient_id": f"{source}:{patient:04d}",
+                "source": f"{source}-{'a' if has_marker else 'b'}" if marker else source, "modality": modality,
+                "view": view, "sex": sex, "age": age, "marker": has_marker, "mask": f"masks/{name}",
             })
     return pd.DataFrame(rows)

@@ -31,24 +31,22 @@ import numpy as np
 import pandas as pd
 
 from helpers import explain, paths
-from helpers.constants import MARKER_SUFFIX
+from helpers.data import SourceUnavailable, base_name, get_source, marker_variant
 from helpers.data.dataset import Dataset, course_dataset
 from helpers.data.download import DownloadError
-from helpers.data.sources import SourceUnavailable
 from helpers.evaluation import (
-    Run,
     binary_metrics,
     bootstrap_ci,
     choose_threshold,
     format_interval,
     metrics_with_ci,
-    read_runs,
     to_binary,
 )
 from helpers.images import ImageSet, load_images
 from helpers.models import BACKBONES, input_size
 from helpers.models.pipeline import split_arrays
-from helpers.models.train import predict, train_quick_cnn
+from helpers.models.train import predict
+from helpers.runs import Run, quick_cnn, read_runs
 
 # The synthetic tag sits at x 62-96 %, y 4-12 % of the image (helpers.data.synthetic._add_marker). The box
 # adds a margin: resizing blurs the tag's edges, and on small images its text runs past the tag.
@@ -179,15 +177,11 @@ def shortcut_experiment(
 # ----------------------------------------------------------------- external validation
 
 
-def _is_synthetic_name(name: str) -> bool:
-    return name.removesuffix(MARKER_SUFFIX) in ("synthetic", "synthetic-ct")
-
-
 def external_dataset_name(dataset: Dataset) -> str:
     """The "second hospital" for models trained on ``dataset`` (see the module docstring)."""
-    if _is_synthetic_name(dataset.name):
-        tagged = dataset.name.endswith(MARKER_SUFFIX)
-        return dataset.name.removesuffix(MARKER_SUFFIX) if tagged else dataset.name + MARKER_SUFFIX
+    base, tagged = base_name(dataset.name)
+    if get_source(base).synthetic:
+        return base if tagged else marker_variant(base)
     external = EXTERNAL_FOR[dataset.modality]
     return EXTERNAL_ALTERNATIVE.get(external, external) if dataset.name == external else external
 
@@ -203,9 +197,8 @@ def external_dataset(
     source with ``dataset``.
     """
     name = external_dataset_name(dataset)
-    if _is_synthetic_name(name):
-        base, marker = name.removesuffix(MARKER_SUFFIX), name.endswith(MARKER_SUFFIX)
-        external = course_dataset(base, smoke=smoke, marker=marker, max_per_class=max_per_class, **options)
+    if get_source(base_name(name)[0]).synthetic:
+        external = course_dataset(name, smoke=smoke, max_per_class=max_per_class, **options)
         if set(external.split("test")["patient_id"]) != set(dataset.split("test")["patient_id"]):
             print(f"External validation skipped: {name!r} was generated with other options than {dataset.name!r} "
                   "(its test patients differ); pass the same options.")
@@ -341,8 +334,7 @@ def runs_or_quick_cnn(dataset: Dataset, *, img_size: int = 128, epochs: int = 10
         f"Training a quick CNN now ({epochs} epochs at {img_size}px) so that this notebook runs on its own."
     )
     image_set = load_images(dataset, img_size)
-    train_quick_cnn(dataset, image_set, epochs=epochs, batch_size=batch_size, name="cnn-quick", verbose=2)
-    return read_runs(dataset=dataset.name)
+    return [quick_cnn(dataset, image_set, epochs=epochs, batch_size=batch_size, name="cnn-quick", verbose=2)]
 
 
 def gradcam_runs(runs: list[Run]) -> list[Run]:

@@ -11,7 +11,7 @@ The hybrid in three steps, each cheap to repeat:
 2. :func:`train_xgboost` / :func:`train_logistic`: fit on the train split,
    choose (early stopping, ``C``) on the validation split only.
 3. :func:`save_hybrid` writes the course's artifacts through
-   :func:`helpers.models.train.save_run`, plus the classifier in a portable format
+   :func:`helpers.runs.save_run`, plus the classifier in a portable format
    (``model.ubj`` for XGBoost, ``model.json`` for logistic regression, never
    pickle) and ``features.json``; :func:`load_hybrid` reloads both halves.
 """
@@ -40,9 +40,9 @@ from helpers.files import atomic_write
 from helpers.images import READER_VERSION, ImageSet
 from helpers.models import Preprocess, backbone_spec, with_weights_fallback
 from helpers.models.pipeline import make_pipeline
-from helpers.models.train import predictions_frame, save_run
 from helpers.paths import cache_file, run_dir
 from helpers.plots import synthetic_title
+from helpers.runs import predictions_frame, save_run
 
 FEATURE_VERSION = 1  # bump whenever the extractor's output changes: old feature caches are then ignored
 POOLINGS = ("avg", "flatten")

@@ -1,34 +1,32 @@
-"""Training and the artifact contract shared by every model of the course.
+"""Training shared by every Keras model of the course.
 
 ``fit`` trains on the train split and selects on the validation split only
-(early stopping and best-weights restore on validation AUC); ``save_run``
-predicts val and test, chooses the decision threshold on val, and writes
-``outputs/<dataset>/<model>/``: ``model.keras``, ``history.json``,
-``predictions.csv`` and ``metrics.json``.
+(early stopping and best-weights restore on validation AUC); ``evaluate_and_save``
+predicts val and test and writes the run's artifacts with :func:`helpers.runs.save_run`
+(the threshold is chosen on val there).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
+from sklearn.utils.class_weight import compute_class_weight
 
-from helpers import paths
-from helpers.environment import strategy_scope, versions
-from helpers.evaluation import binary_metrics, choose_threshold
+from helpers.environment import strategy_scope
 from helpers.images import ImageSet
 from helpers.models.pipeline import labels_of, make_pipeline, split_arrays, split_pipeline
+from helpers.runs import predictions_frame, save_run
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Weights that make both classes count equally in the loss (``n / (2 * n_class)``)."""
+    """Weights that make both classes count equally in the loss (``n / (2 * n_class)``; 0 for an absent class)."""
     labels = np.asarray(labels).astype(int)
-    counts = np.bincount(labels, minlength=2)
-    return {k: float(len(labels) / (2 * counts[k])) if counts[k] else 0.0 for k in (0, 1)}
+    present = np.unique(labels)
+    balanced = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=labels), strict=True))
+    return {k: float(balanced.get(k, 0.0)) for k in (0, 1)}
 
 
 def fit(
@@ -72,68 +70,18 @@ def predict(model: keras.Model, images: np.ndarray, *, batch_size: int = 64) -> 
     return model.predict(make_pipeline(images, batch_size=batch_size), verbose=0).reshape(-1).astype(np.float32)
 
 
-def predictions_frame(image_set: ImageSet, probabilities: dict[str, np.ndarray]) -> pd.DataFrame:
-    """``path, patient_id, split, label, y_true, probability`` for the splits given."""
-    parts = []
-    for split, prob in probabilities.items():
-        rows = image_set.manifest[image_set.manifest["split"] == split]
-        parts.append(rows[["path", "patient_id", "split", "label"]].assign(
-            y_true=(rows["label"] == "COVID").astype(int).to_numpy(),
-            probability=np.asarray(prob, np.float64)))  # float64: the CSV round trip keeps every value exact
-    return pd.concat(parts, ignore_index=True)
-
-
-def save_run(
-    name: str, *, dataset, predictions: pd.DataFrame, history: dict | None = None, model: keras.Model | None = None,
-    train_seconds: float = 0.0, weights: str | None = None, img_size: int | None = None,
-    gradcam_layer: str | None = None, n_parameters: int | None = None, params: dict | None = None,
-    extra: dict | None = None,
-) -> dict:
-    """Choose the threshold on val, compute val and test metrics, write every artifact; returns metrics.json."""
-    folder = paths.run_dir(dataset.name, name)
-    val, test = (predictions[predictions["split"] == s] for s in ("val", "test"))
-    threshold = choose_threshold(val["y_true"], val["probability"], rule="youden")
-    counts = dataset.manifest["split"].value_counts()
-    metrics = {
-        "model": name,
-        "dataset": dataset.name,
-        "synthetic": bool(dataset.synthetic),
-        "modality": dataset.modality,
-        "weights": weights,
-        "threshold": float(threshold),
-        "threshold_rule": "youden (validation split)",
-        "img_size": img_size,
-        "gradcam_layer": gradcam_layer,
-        "val": binary_metrics(val["y_true"], val["probability"], threshold),
-        "test": binary_metrics(test["y_true"], test["probability"], threshold),
-        "train_seconds": round(float(train_seconds), 2),
-        "n_images": {s: int(counts.get(s, 0)) for s in ("train", "val", "test")},
-        "epochs": len((history or {}).get("loss", [])),
-        "n_parameters": n_parameters if n_parameters is not None else (model.count_params() if model else None),
-        "params": params or {},
-        "environment": versions(),
-        **(extra or {}),
-    }
-    if model is not None:
-        model.save(folder / "model.keras")
-    (folder / "history.json").write_text(json.dumps(history or {}, indent=1))
-    predictions.to_csv(folder / "predictions.csv", index=False)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    return metrics
-
-
 def evaluate_and_save(
     model: keras.Model, image_set: ImageSet, dataset, *, name: str | None = None, history: dict | None = None,
-    weights: str | None = "scratch", params: dict | None = None, batch_size: int = 64,
+    weights: str | None = "scratch", params: dict | None = None, batch_size: int = 64, output_dir: Path | None = None,
 ) -> dict:
-    """Predict val and test with a trained Keras model and write its artifacts (see ``save_run``)."""
+    """Predict val and test with a trained Keras model and write its artifacts (:func:`helpers.runs.save_run`)."""
     from helpers.models import gradcam_layer, input_size
 
     probabilities = {s: predict(model, split_arrays(image_set, s)[0], batch_size=batch_size) for s in ("val", "test")}
     return save_run(
         name or model.name, dataset=dataset, predictions=predictions_frame(image_set, probabilities),
         history=history, model=model, train_seconds=sum((history or {}).get("seconds", [])), weights=weights,
-        img_size=input_size(model), gradcam_layer=gradcam_layer(model), params=params,
+        img_size=input_size(model), gradcam_layer=gradcam_layer(model), params=params, output_dir=output_dir,
     )
 
 
@@ -175,30 +123,4 @@ def train_transfer(
     trainable = int(sum(keras.ops.size(w) for w in model.trainable_weights))
     metrics = evaluate_and_save(model, image_set, dataset, name=backbone, history=history, weights=used or "random",
                                 params={**params, "trainable_parameters": trainable})
-    return model, metrics
-
-
-def load_history(folder: Path) -> dict:
-    return json.loads((Path(folder) / "history.json").read_text())
-
-
-def train_quick_cnn(
-    dataset, image_set: ImageSet, *, epochs: int = 4, batch_size: int = 32, learning_rate: float = 1e-3,
-    name: str = "cnn", seed: int = 42, save: bool = True, verbose: int | str = 0,
-) -> tuple[keras.Model, dict]:
-    """A small CNN trained with ``fit``, for notebooks whose earlier model is missing; saved when ``save``.
-
-    Returns the model and its ``metrics.json`` content (just the history when not saved).
-    """
-    from helpers.environment import seed_everything
-    from helpers.models import build_cnn
-
-    seed_everything(seed)
-    model = build_cnn(image_set.images.shape[1], seed=seed)
-    history = fit(model, image_set, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                  verbose=verbose)
-    if not save:
-        return model, {"history": history}
-    metrics = evaluate_and_save(model, image_set, dataset, name=name, history=history, weights="scratch",
-                                params={"epochs": epochs, "batch_size": batch_size, "quick": True})
     return model, metrics

@@ -18,11 +18,12 @@ from sklearn.metrics import (
 )
 
 from helpers.constants import NEGATIVE, POSITIVE, SYNTHETIC_MARK
-from helpers.evaluation import Run, binary_metrics, calibration, to_binary
+from helpers.evaluation import binary_metrics, calibration, to_binary
+from helpers.runs import Run
 
 # =========================================================================================
 # Evaluation figures: ROC/PR, confusion matrices, calibration, threshold trade-off.
-# They take runs from helpers.evaluation.read_runs and use each run's validation-chosen threshold.
+# They take runs from helpers.runs.read_runs and use each run's validation-chosen threshold.
 # =========================================================================================
 
 

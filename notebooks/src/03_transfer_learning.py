@@ -44,6 +44,7 @@ import pandas as pd
 from helpers import data, paths, plots
 from helpers.models import train
 from helpers.models import BACKBONES as REGISTRY
+from helpers.runs import load_history
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 
@@ -86,7 +87,7 @@ for name in BACKBONES:
         fine_tune_learning_rate=FINE_TUNE_LEARNING_RATE, strict=STRICT,
     )
     results[name] = metrics
-    histories[name] = train.load_history(paths.run_dir(dataset.name, name))
+    histories[name] = load_history(paths.run_dir(dataset.name, name))
     print(train.summary_line(metrics))
 
 # %% [markdown]

@@ -20,7 +20,7 @@
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
 SMOKE = False  # True: tiny images and data, about a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data / random weights
-MAX_PER_CLASS = 1000  # flattened features grow with images x 25,088; None: every image (GBs for the full set)
+MAX_PER_CLASS = None  # course-wide, as in 02, 03 and 05 (one test set); "flatten" holds images x 25,088 floats: GBs in full
 IMG_SIZE = 224  # VGG16's native size; the flattened map is (IMG_SIZE / 32)^2 x 512 numbers
 BATCH_SIZE = 32
 WEIGHTS = "imagenet"  # None: random initialisation (what happens offline, loudly)
@@ -45,6 +45,7 @@ import pandas as pd
 
 from helpers import data, evaluation, images
 from helpers.models import hybrid
+from helpers.runs import read_runs
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 image_set = images.load_images(dataset, IMG_SIZE)
@@ -150,7 +151,7 @@ table.round(3)
 # intervals mean the test set cannot tell the models apart.
 
 # %%
-runs = [run for run in evaluation.read_runs(dataset=dataset.name)
+runs = [run for run in read_runs(dataset=dataset.name)
         if run.model in (*NAMES.values(), "vgg16-logreg", "cnn", "vgg16")]
 evaluation.format_comparison(evaluation.comparison_table(runs, n_boot=200 if SMOKE else 1000))
 

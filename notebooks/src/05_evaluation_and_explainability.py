@@ -53,6 +53,7 @@ from helpers import data, evaluation, images, plots
 from helpers.constants import MARKER_SUFFIX
 from helpers.explain import shortcut
 from helpers.models import train
+from helpers.runs import quick_cnn, read_runs
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 runs = shortcut.runs_or_quick_cnn(dataset, img_size=IMG_SIZE, epochs=EPOCHS, batch_size=BATCH_SIZE)
@@ -101,7 +102,7 @@ pd.DataFrame({
 # with its own baseline, so you can compare how hard the two tasks are.
 
 # %%
-other = [run for run in evaluation.read_runs() if not run.dataset.endswith(MARKER_SUFFIX)
+other = [run for run in read_runs() if not run.dataset.endswith(MARKER_SUFFIX)
          and run.metrics.get("modality") not in (None, dataset.modality)]
 if other:
     display(evaluation.format_comparison(evaluation.comparison_table(runs + other, n_boot=N_BOOT)))
@@ -283,11 +284,11 @@ plots.plot_images(marker_images.images[shown], [f"{r.label}, {'tag' if r.marker 
 
 # %% [markdown]
 # A quick CNN, trained and selected exactly as in notebook 02 (its artifacts go to
-# `outputs/synthetic-marker/cnn/`):
+# `outputs/synthetic-marker/cnn/`; when a run is already there, it is used instead of training again):
 
 # %%
-marker_model, marker_metrics = train.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS,
-                                                        batch_size=BATCH_SIZE, verbose=2)
+marker_run = quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, batch_size=BATCH_SIZE, verbose=2)
+marker_model, marker_metrics = marker_run.keras_model(), marker_run.metrics
 print(data.SYNTHETIC_BANNER)
 print(train.summary_line(marker_metrics))
 
@@ -350,7 +351,8 @@ shortcut.external_summary([record]).round(3)
 #    screened, how many positive calls are there, and how many of them have COVID?
 # 3. Remove the shortcut from training. Keep the images (`tagged = marker_images.images.copy()`),
 #    mask the corner of every image (`marker_images.images[:] = shortcut.mask_marker(tagged)`), train
-#    `model, _ = train.train_quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, save=False)`,
+#    a CNN without saving it (`from helpers.models import build_cnn`, `model = build_cnn(IMG_SIZE)`,
+#    `train.fit(model, marker_images, epochs=EPOCHS)`),
 #    put the tags back (`marker_images.images[:] = tagged`) and run
 #    `shortcut.shortcut_experiment(model, marker_images)`. What is the AUC now, with and without the tag?
 # 4. Why is the image-level bootstrap interval in section 2 narrower than the patient-level one,
