@@ -13,12 +13,9 @@ from types import SimpleNamespace
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
-import pydicom
 import pytest
-from bad_inputs import BYTES
+from bad_inputs import BYTES, dicom
 from PIL import Image
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from tiny_models import save_tiny_cnn, save_tiny_hybrid
 
 from helpers import DISCLAIMER
@@ -35,23 +32,6 @@ MB = 1_000_000
 def png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def dicom(pixels: np.ndarray) -> bytes:
-    """A minimal 16-bit MONOCHROME2 DICOM file, written in memory."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel = "DX", "MONOCHROME2", 1
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 
