@@ -19,6 +19,7 @@ from helpers.data.dataset import Dataset, course_dataset, load_dataset, near_dup
 from helpers.data.sources import IEEE8023_COMMIT  # noqa: E402
 from helpers.data.synthetic import make_image  # noqa: E402
 from helpers.images import load_images  # noqa: E402
+from helpers.plots import exploration as figures  # noqa: E402
 
 SIZE = 32  # cached image size: thumbnails are 16x16, so 32 px is plenty and fast
 FOLDS = 3  # fewer cross-validation folds than the default 5: the same lesson, faster
@@ -208,24 +209,24 @@ def test_pediatric_mix_is_skipped_for_synthetic_data(marked, capsys):
 def test_figures_are_marked_synthetic_only_on_synthetic_data(marked, mix):
     for (dataset, images), synthetic in ((marked, True), (mix, False)):
         stats = explore.image_statistics(dataset, images)
-        figures = [
-            explore.plot_class_balance(dataset),
-            explore.plot_images_per_patient(dataset),
-            explore.plot_demographics(dataset, by="source"),
-            explore.plot_image_statistics(dataset, stats, hue="source"),
-            explore.sample_grid(dataset, images, n_per_class=3),
-            explore.mean_images(dataset, images),
-            explore.plot_predictability(dataset, explore.source_predictability(
+        drawn = [
+            figures.plot_class_balance(dataset),
+            figures.plot_images_per_patient(dataset),
+            figures.plot_demographics(dataset, by="source"),
+            figures.plot_image_statistics(dataset, stats, hue="source"),
+            figures.plot_sample_grid(dataset, images, n_per_class=3),
+            figures.plot_mean_images(dataset, images),
+            figures.plot_predictability(dataset, explore.source_predictability(
                 dataset, images, features=("statistics",), stats=stats, folds=FOLDS)),
         ]
-        for figure in figures:
+        for figure in drawn:
             assert isinstance(figure, plt.Figure)
             assert ("SYNTHETIC DATA" in figure._suptitle.get_text()) is synthetic
 
 
 def test_sample_grid_has_a_row_per_class(marked):
     dataset, images = marked
-    figure = explore.sample_grid(dataset, images, n_per_class=3)
+    figure = figures.plot_sample_grid(dataset, images, n_per_class=3)
     shown = [ax for ax in figure.axes if ax.images]
     assert len(shown) == 6
     assert {ax.get_title().split("\n")[0] for ax in shown} == {"COVID", "NORMAL"}
@@ -233,7 +234,7 @@ def test_sample_grid_has_a_row_per_class(marked):
 
 def test_near_duplicate_figure_shows_pairs_or_says_none(kermany, marked):
     pairs = explore.near_duplicate_pairs(kermany)
-    figure = explore.plot_near_duplicates(kermany, pairs, n=2)
+    figure = figures.plot_near_duplicates(kermany, pairs, n=2)
     assert len([ax for ax in figure.axes if ax.images]) == 4
-    empty = explore.plot_near_duplicates(marked[0], pairs.iloc[:0])
+    empty = figures.plot_near_duplicates(marked[0], pairs.iloc[:0])
     assert "no near-duplicates" in empty.axes[0].texts[0].get_text()

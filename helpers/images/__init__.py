@@ -14,12 +14,14 @@ what to do; nothing else escapes it, whatever the file holds. Decisions, in one 
   16 bits uses the whole 0..255 range); a constant image becomes 0. NaN and
   infinite pixels are left out of that range (NaN is shown black).
 - The EXIF orientation tag is applied (phones store portrait photos sideways).
-- DICOM is recognised by ``DICM`` at byte 128, whatever the file's name (a file
-  without that preamble counts as DICOM only when named ``.dcm``/``.dicom`` and
-  not starting like a PNG, JPEG, TIFF, GIF or BMP). pydicom applies its modality
-  LUT (rescale slope/intercept) and then its first VOI LUT or window; without
-  one, the file's own min..max is used. ``MONOCHROME1`` is inverted so that bone
-  is always bright. Multi-frame files give their middle frame (only it is decoded).
+- DICOM is recognised by ``DICM`` at byte 128, whatever the file's name; any
+  format Pillow knows is read as such, whatever its name (a PNG named ``.dcm``
+  is a PNG). A file Pillow does not know counts as DICOM (an old one, without
+  the preamble) only when named ``.dcm``/``.dicom``. pydicom applies its
+  modality LUT (rescale slope/intercept) and then its first VOI LUT or window,
+  mapped from the VOI's output range; without one, the file's own min..max is
+  used. ``MONOCHROME1`` is inverted so that bone is always bright. Multi-frame
+  files give their middle frame (only it is decoded).
 - Multi-page GIF/TIFF give their first page.
 - A truncated file is an error, not a partial image: a half-grey X-ray would
   silently teach the model nonsense. (This relies on Pillow's default

@@ -10,7 +10,10 @@ from helpers.images.limits import ImageError, check_pixels
 from helpers.images.pixels import stretch
 
 LUMA = np.array([0.299, 0.587, 0.114])
-SINGLE_VALUED = ("RescaleSlope", "RescaleIntercept", "Rows", "Columns", "NumberOfFrames", "BitsStored")
+SINGLE_VALUED = (  # elements whose second value would otherwise surface as a TypeError or a silent broadcast
+    "RescaleSlope", "RescaleIntercept", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+    "BitsStored", "PixelRepresentation", "PhotometricInterpretation",
+)
 
 
 def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
@@ -23,34 +26,61 @@ def decode(file: BinaryIO, name: str, *, found: list[str]) -> np.ndarray:
         from pydicom.pixels import pixel_array
     except ImportError:
         raise ImageError(f"{name}: DICOM files need pydicom 3 or newer; pip install -U pydicom") from None
+    ds = None
     try:
         ds = pydicom.dcmread(file, force=True)
-        frames = int(ds.get("NumberOfFrames") or 1)
-        check_pixels(name, int(ds.Columns), int(ds.Rows) * int(ds.get("SamplesPerPixel") or 1), what="DICOM frame")
+        if not all(keyword in ds for keyword in ("Rows", "Columns", "PixelData")):
+            raise ImageError(f"{name}: a DICOM file without an image (no Rows, Columns or Pixel Data: a report, "
+                             "or a truncated file); fetch it again or export the image itself")
+        _assume_transfer_syntax(ds)
         for keyword in SINGLE_VALUED:
             if keyword in ds and ds[keyword].VM > 1:
                 raise ImageError(f"{name}: its {keyword} holds {ds[keyword].VM} values where DICOM allows one "
                                  f"({ds[keyword].value}); the file is damaged, export it again")
-        pixels = pixel_array(ds, index=frames // 2) if frames > 1 else ds.pixel_array
+        frames = int(ds.get("NumberOfFrames") or 1)
+        check_pixels(name, int(ds.Columns), int(ds.Rows) * int(ds.get("SamplesPerPixel") or 1), what="DICOM frame")
+        pixels = pixel_array(ds, index=frames // 2 if frames > 1 else None)
         gray = _to_gray(ds, pixels, found)
     except ImageError:
         raise
     except Exception as exc:
-        raise ImageError(
-            f"{name}: cannot decode this DICOM file ({type(exc).__name__}: {exc}); if it is compressed, "
-            "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
-        ) from exc
+        advice = ("it is JPEG-compressed: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+                  if _is_jpeg(ds) else "the file is damaged or unusual: export it again, or as PNG")
+        raise ImageError(f"{name}: cannot decode this DICOM file ({type(exc).__name__}: {exc}); {advice}") from exc
     if frames > 1:
         found.append(f"DICOM with {frames} frames: only frame {frames // 2 + 1} (the middle one) was read")
     return gray
+
+
+def _is_jpeg(ds) -> bool:
+    """Whether ``ds`` (None when reading failed) declares a JPEG transfer syntax, which pylibjpeg decodes."""
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID") if ds is not None else None
+    return syntax in JPEGTransferSyntaxes + JPEGLSTransferSyntaxes + JPEG2000TransferSyntaxes
+
+
+def _assume_transfer_syntax(ds) -> None:
+    """Give a data set without file meta (an old raw ``.dcm``) the uncompressed syntax it was read with."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if not hasattr(ds, "file_meta"):
+        ds.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ds.file_meta.TransferSyntaxUID = syntax
 
 
 def _to_gray(ds, pixels: np.ndarray, found: list[str]) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     if int(ds.get("SamplesPerPixel") or 1) == 3:  # colour (pydicom gives RGB): no modality or VOI transform
-        return stretch(pixels @ LUMA, found, 0, 255)
+        return stretch(pixels @ LUMA, found, 0, 2 ** int(ds.get("BitsStored") or 8) - 1)
     values = apply_modality_lut(pixels, ds)
+    if ds.get("VOILUTSequence") and values.dtype.kind == "f":  # a LUT is indexed by whole numbers
+        values = np.rint(values).astype(np.int64)
     windowed = apply_voi_lut(values, ds)
     if windowed is values:  # neither a VOI LUT nor a window: the file's own range
         gray = stretch(values, found)

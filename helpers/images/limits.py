@@ -14,14 +14,13 @@ class ImageError(ValueError):
     """A file that cannot be read as an image; the message names it and says what to do."""
 
 
-def check_pixels(name: str, width: int, height: int, *, frames: int = 1, what: str = "image") -> None:
+def check_pixels(name: str, width: int, height: int, *, what: str = "image") -> None:
     """Refuse a header that claims no pixels, or more than :data:`MAX_PIXELS` (before anything is decoded)."""
     if width < 1 or height < 1:
         raise ImageError(f"{name}: the header says {width}x{height} pixels; the file is damaged")
-    pixels = width * height * frames
+    pixels = width * height
     if pixels > MAX_PIXELS:
-        size = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
         raise ImageError(
-            f"{name}: {what} is {size} ({pixels / 1e6:.0f} Mpx), above the reader's limit of "
+            f"{name}: {what} is {width}x{height} ({pixels / 1e6:.0f} Mpx), above the reader's limit of "
             f"{MAX_PIXELS / 1e6:.0f} Mpx (which keeps its memory under about 1 GB); downscale it first"
         )

@@ -7,22 +7,29 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
-from helpers.images.limits import ImageError, check_pixels
+from helpers.images.limits import MAX_PIXELS, ImageError, check_pixels
 from helpers.images.pixels import stretch
 
 
 def decode(file: BinaryIO, name: str, *, kind: str | None, reduce_to: int | None, found: list[str]) -> np.ndarray:
-    """Decode ``file`` with Pillow; ``kind`` is the format its magic bytes announce (``"PNG"``, ...) or None."""
+    """Decode ``file`` with Pillow; ``kind`` is the format its magic bytes announce (``"PNG"``, ...) or None.
+
+    Raises Pillow's ``UnidentifiedImageError`` when ``file`` is no format Pillow knows, else ImageError.
+    """
     try:
         image = Image.open(file)
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: image too large ({exc}); downscale it first") from None
+        raise ImageError(
+            f"{name}: image too large ({exc}); the reader's limit is {MAX_PIXELS / 1e6:.0f} Mpx: downscale it first"
+        ) from None
     except Exception as exc:  # Pillow raises many types on a damaged header or an unsupported variant
-        if kind in ("PNG", "JPEG"):
+        unidentified = isinstance(exc, UnidentifiedImageError)  # its text only names the file object
+        if kind is not None:
+            detail = "" if unidentified else f": {exc}"
             raise ImageError(
-                f"{name}: damaged {kind} (the header is broken: {exc}); fetch the file again or re-export it"
+                f"{name}: damaged {kind} (the header is broken{detail}); fetch the file again or re-export it"
             ) from None
-        if isinstance(exc, UnidentifiedImageError):
+        if unidentified:
             raise
         raise ImageError(
             f"{name}: cannot open it ({type(exc).__name__}: {exc}); the file is damaged or uses an encoding "
@@ -34,6 +41,8 @@ def decode(file: BinaryIO, name: str, *, kind: str | None, reduce_to: int | None
         check_pixels(name, image.width, image.height)
         try:
             image.load()
+        except MemoryError:
+            raise
         except Exception as exc:
             raise ImageError(
                 f"{name}: truncated or corrupt {image.format or 'image'} data ({exc}); the file is incomplete "

@@ -25,7 +25,6 @@ MAGIC = {  # the first bytes of each raster format the reader meets
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
     b"GIF8": "GIF",
-    b"BM": "BMP",
 }
 HEAD_BYTES = 512
 
@@ -65,8 +64,8 @@ def _open(source: Source, name: str) -> Iterator[BinaryIO]:
             info = os.stat(source)
         except FileNotFoundError:
             raise ImageError(f"{name}: file not found; check the dataset folder or fetch it again") from None
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot read the file ({exc.strerror or exc})") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            raise ImageError(f"{name}: cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
         if not stat.S_ISREG(info.st_mode):  # reading a FIFO or a device would never end
             raise ImageError(f"{name}: not a regular file but {_file_kind(info.st_mode)}; pass an image file")
         size = info.st_size
@@ -97,19 +96,24 @@ def _file_kind(mode: int) -> str:
 
 
 def _decode(file: BinaryIO, head: bytes, name: str, reduce_to: int | None, found: list[str]) -> np.ndarray:
-    """DICOM when the file says ``DICM`` at byte 128 (or has no other magic and a DICOM name), else Pillow.
+    """DICOM when the file says ``DICM`` at byte 128, else Pillow; a file Pillow does not know is DICOM
+    (an old one, without the preamble) only when its name says so.
 
     Whatever goes wrong inside a decoder becomes an :class:`ImageError` naming the file.
     """
     kind = next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
     try:
-        if head[128:132] == b"DICM" or (kind is None and name.lower().endswith(DICOM_SUFFIXES)):
+        if head[128:132] == b"DICM":
             return dicom.decode(file, name, found=found)
-        return raster.decode(file, name, kind=kind, reduce_to=reduce_to, found=found)
+        try:
+            return raster.decode(file, name, kind=kind, reduce_to=reduce_to, found=found)
+        except UnidentifiedImageError:
+            if not name.lower().endswith(DICOM_SUFFIXES):
+                raise ImageError(f"{name}: {describe_non_image(head)}") from None
+        file.seek(0)
+        return dicom.decode(file, name, found=found)
     except ImageError:
         raise
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: {describe_non_image(head)}") from None
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode it; downscale it or free memory") from None
     except Exception as exc:

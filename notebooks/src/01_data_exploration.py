@@ -48,6 +48,7 @@ from IPython.display import display
 from helpers import explore
 from helpers.data.dataset import course_dataset, near_duplicates
 from helpers.images import load_images
+from helpers.plots import exploration as figures
 
 dataset = course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
 dataset.manifest.head()
@@ -67,7 +68,7 @@ explore.class_balance(dataset)
 explore.class_balance(dataset, by="source")
 
 # %%
-explore.plot_class_balance(dataset);
+figures.plot_class_balance(dataset);
 
 # %% [markdown]
 # **What to read.** A single source (as for the Radiography Database, whose manifest does not say
@@ -83,7 +84,7 @@ explore.plot_class_balance(dataset);
 explore.patients(dataset)
 
 # %%
-explore.plot_images_per_patient(dataset);
+figures.plot_images_per_patient(dataset);
 
 # %% [markdown]
 # **What to read.** Every patient with two or more images can end up on both sides of an
@@ -105,7 +106,7 @@ explore.views(dataset)
 explore.demographics(dataset)
 
 # %%
-explore.plot_demographics(dataset);
+figures.plot_demographics(dataset);
 
 # %% [markdown]
 # **What to read.** Look for differences between the classes that are not the disease: views,
@@ -125,10 +126,10 @@ stats = explore.image_statistics(dataset, images)
 stats.groupby("label")[["width", "height", "kilobytes", "mean", "contrast"]].median()
 
 # %%
-explore.plot_image_statistics(dataset, stats, hue="label");
+figures.plot_image_statistics(dataset, stats, hue="label");
 
 # %%
-explore.plot_image_statistics(dataset, stats, hue="source");
+figures.plot_image_statistics(dataset, stats, hue="source");
 
 # %% [markdown]
 # **What to read.** Ideally the two classes (and the sources) overlap in every panel. Clusters of
@@ -147,10 +148,10 @@ explore.file_formats(dataset)
 # COVID-19 shows as hazy ground-glass patches near the edge of the lungs.
 
 # %%
-explore.sample_grid(dataset, images, n_per_class=5);
+figures.plot_sample_grid(dataset, images, n_per_class=5);
 
 # %%
-explore.mean_images(dataset, images, by="label");
+figures.plot_mean_images(dataset, images, by="label");
 
 # %% [markdown]
 # **What to read.** Look for anything that is not anatomy: text, arrows, rulers, letters ("L",
@@ -161,7 +162,7 @@ explore.mean_images(dataset, images, by="label");
 # ## 7. Near-duplicates
 #
 # The same picture can appear twice: resized, recompressed, cropped, or uploaded by two papers.
-# `near_duplicates` compares perceptual hashes (a 64-bit fingerprint of the coarse image) and
+# `near_duplicates` compares perceptual hashes (a 256-bit fingerprint of the coarse image) and
 # groups images that are nearly identical. The course's split keeps each group on one side.
 
 # %%
@@ -170,7 +171,7 @@ pairs = explore.near_duplicate_pairs(dataset, groups=duplicates)
 pairs.head(10)
 
 # %%
-explore.plot_near_duplicates(dataset, pairs);
+figures.plot_near_duplicates(dataset, pairs);
 
 # %% [markdown]
 # **What to read.** `same_patient = False` with `same_split = True` means the split caught a
@@ -225,7 +226,7 @@ summary = explore.shortcut_summary(dataset, images, stats=stats)
 summary
 
 # %%
-explore.plot_predictability(dataset, summary);
+figures.plot_predictability(dataset, summary);
 
 # %% [markdown]
 # ### A shortcut built on purpose: two synthetic "hospitals"
@@ -242,13 +243,13 @@ if SHORTCUT_DEMO:
 
 # %%
 if SHORTCUT_DEMO:
-    explore.mean_images(marked, marked_images, by="source")
+    figures.plot_mean_images(marked, marked_images, by="source")
 
 # %%
 if SHORTCUT_DEMO:
     marked_summary = explore.shortcut_summary(marked, marked_images)
     display(marked_summary)
-    explore.plot_predictability(marked, marked_summary)
+    figures.plot_predictability(marked, marked_summary)
 
 # %% [markdown]
 # **What to read.** The average images differ mostly in the corner, and the thumbnail tells the
@@ -277,7 +278,7 @@ if mix is not None:
     mix_images = load_images(mix, IMG_SIZE)
     mix_summary = explore.shortcut_summary(mix, mix_images)
     display(mix_summary)
-    explore.plot_predictability(mix, mix_summary)
+    figures.plot_predictability(mix, mix_summary)
 
 # %% [markdown]
 # **What to read.** On the mix, the source (adult or child) is predicted almost perfectly from
