@@ -167,6 +167,7 @@ def test_voila_demo_in_chromium(course, browser, tmp_path):
 
         first = check_xray_card(demo, course, "synthetic / cnn")
         demo.shot("xray-cnn")
+        demo.app.screenshot(path=str(ARTIFACTS / "voila-app.png"))  # the README's docs/demo.png
         again = demo.status()
         demo.upload(course["xray"])  # the same file again is predicted again
         assert demo.status() != again
