@@ -319,3 +319,15 @@ def test_with_no_model_a_quick_one_goes_to_its_own_folder(course_dirs, monkeypat
     assert seen["dataset_output_dir"] == str(out / "demo") and os.environ["COURSE_OUTPUT_DIR"] == str(out)
     assert sorted(p.name for p in out.iterdir()) == ["demo"]  # the course's own outputs were not touched
     assert demo.UploadDemo(model=folder).picker.value == str(folder)
+
+
+def test_the_demo_server_carries_uploads_above_the_app_limit_and_culls_idle_kernels():
+    from helpers.app import serve
+
+    command = serve.voila_command(8866)
+    settings = next(arg for arg in command if arg.startswith("--Voila.tornado_settings="))
+    limit = int(settings.split(":")[1].strip(" }"))
+    assert limit == serve.WEBSOCKET_LIMIT > 2 * demo.MAX_BYTES > 10 * 2**20  # above Jupyter's default 10 MiB
+    assert f"--MappingKernelManager.cull_idle_timeout={serve.CULL_IDLE_SECONDS}" in command
+    assert "--Voila.ip=127.0.0.1" in command and command[3].endswith("06_upload_demo.ipynb")
+    assert f"--ServerApp.tornado_settings={serve.SERVER_SETTINGS}" in serve.lab_command(8888, Path("."))

@@ -74,7 +74,10 @@ print(f"preselected model: {model_dir}")
 #
 # Choosing another model predicts the images on display again with it.
 #
-# In Colab the widgets work as they are; in Jupyter you need `ipywidgets` installed.
+# In Colab the widgets work as they are; in Jupyter you need `ipywidgets` installed. Uploads travel
+# to the kernel in one websocket message, and Jupyter's server closes the connection on a message
+# above 10 MiB (the app then stops answering): `make demo` raises that limit, and so does
+# `jupyter lab --ServerApp.tornado_settings="{'websocket_max_message_size': 134217728}"`.
 # (Viewing this notebook on GitHub? Widgets do not show there: section 4 has a static copy.)
 
 # %%
