@@ -33,6 +33,8 @@ def model_dir(tmp_path_factory) -> Path:
     folder.mkdir(parents=True)
     build_cnn(32, filters=(8, 16)).save(folder / "model.keras")
     (folder / "metrics.json").write_text(json.dumps(METRICS))
+    (folder / "predictions.csv").write_text("path,patient_id,split,label,y_true,probability\n"
+                                            "a.png,a,val,NORMAL,0,0.2\nb.png,b,val,COVID,1,0.6\n")
     return folder
 
 

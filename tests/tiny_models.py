@@ -30,8 +30,9 @@ def save_tiny_cnn(dataset: str = "synthetic", *, synthetic: bool = True, name: s
     from helpers.runs import save_run
 
     model = build_cnn(size, filters=(8, 16))
-    predictions = pd.DataFrame({"split": ["val", "val", "test", "test"], "y_true": [0, 1, 0, 1],
-                                "probability": [0.2, 0.6, 0.3, 0.7]})
+    predictions = pd.DataFrame({"path": [f"images/{i}.png" for i in range(4)], "patient_id": list("abcd"),
+                                "split": ["val", "val", "test", "test"], "label": ["NORMAL", "COVID"] * 2,
+                                "y_true": [0, 1, 0, 1], "probability": [0.2, 0.6, 0.3, 0.7]})
     save_run(name, dataset=_dataset(dataset, synthetic), predictions=predictions, model=model, img_size=size,
              gradcam_layer="last_conv")
     return Path(os.environ["COURSE_OUTPUT_DIR"]) / dataset / name

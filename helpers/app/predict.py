@@ -155,42 +155,40 @@ def _run_files(path: Path) -> tuple[str, Path | None, tuple[Path, ...]]:
             raise ModelError(f"{path}: no model in this folder (model.keras, or features.json{missing} for a "
                              f"hybrid); {HINT}")
         kind = runs.MODEL_FILES[file.name]
-        return kind, path, (file, *([path / "features.json"] if kind == "hybrid" else []), path / "metrics.json")
+        parts = [path / "features.json"] if kind == "hybrid" else []
+        return kind, path, (file, *parts, path / "metrics.json", path / "predictions.csv")
     if not path.exists():
         raise ModelError(f"{path}: no such file or folder; {HINT}")
     if not path.is_file() or path.suffix != ".keras":
         raise ModelError(f"{path}: not a .keras file; {HINT}")
     if path.name == "model.keras" and (path.parent / "metrics.json").is_file():
-        return "keras", path.parent, (path, path.parent / "metrics.json")
+        return _run_files(path.parent)
     return "keras", None, (path,)
 
 
-def read_metrics(folder: Path) -> dict:
-    """``metrics.json`` of a run folder, through :func:`helpers.runs.read_metrics`; ``ModelError`` when unusable."""
+def _read_run(folder: Path) -> runs.Run:
+    """The run in ``folder`` through :func:`helpers.runs.read_run`; ``ModelError`` when it cannot be used."""
     try:
-        return runs.read_metrics(folder)
+        return runs.read_run(folder)
     except runs.RunError as exc:
         raise ModelError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=8)
 def _load(kind: str, folder: Path | None, files: tuple[Path, ...], stamp: tuple) -> ModelInfo:  # stamp: cache key
-    metrics = read_metrics(folder) if folder else {}
+    run = _read_run(folder) if folder else None
     model, size, layer = _load_hybrid(folder) if kind == "hybrid" else _load_keras(files[0])
-    synthetic = metrics.get("synthetic") if folder else _copy_of_run(files[0])
-    threshold = metrics.get("threshold")
-    if threshold is not None:
-        note = str(metrics.get("threshold_rule") or "chosen on the validation split")
+    metrics = run.metrics if run else {}
+    if run:
+        threshold, note, synthetic = run.threshold, run.threshold_rule, run.synthetic
     else:
-        note = (f"no threshold in {folder / 'metrics.json'}" if folder else "no metrics.json next to the model") + \
-            ": the default 0.5, not a threshold chosen on validation data"
+        threshold, synthetic = DEFAULT_THRESHOLD, _copy_of_run(files[0])
+        note = "no metrics.json next to the model: the default 0.5, not a threshold chosen on validation data"
     return ModelInfo(
         model=model, path=folder or files[0], name=str(metrics.get("model") or getattr(model, "name", "model")),
-        dataset=str(metrics.get("dataset", "unknown")), threshold=float(DEFAULT_THRESHOLD if threshold is None else
-                                                                        threshold),
-        img_size=size, gradcam_layer=metrics.get("gradcam_layer") or layer,
-        synthetic=None if synthetic is None else bool(synthetic), modality=str(metrics.get("modality") or "xray"),
-        threshold_note=note, kind=kind, metrics=metrics,
+        dataset=str(metrics.get("dataset", "unknown")), threshold=float(threshold), img_size=size,
+        gradcam_layer=metrics.get("gradcam_layer") or layer, synthetic=synthetic,
+        modality=str(metrics.get("modality") or "xray"), threshold_note=note, kind=kind, metrics=metrics,
     )
 
 
@@ -243,7 +241,7 @@ def model_notes(info: ModelInfo) -> list[str]:
     elif info.synthetic is None:
         notes.append(f"{info.path}: whether this model was trained on synthetic data is unknown (no metrics.json)")
     if info.metrics.get("threshold") is None:
-        notes.append(f"threshold {info.threshold}: {info.threshold_note}")
+        notes.append(f"threshold {info.threshold:.4f}: {info.threshold_note}")
     return notes
 
 
