@@ -125,6 +125,12 @@ class Demo:
         return self.app.locator(".demo-results .demo-card").all_inner_texts()
 
 
+def assert_label_not_cut(demo: Demo) -> None:
+    button = demo.app.locator("button.widget-upload")
+    assert "(0)" in button.inner_text() and button.evaluate("b => b.scrollWidth <= b.clientWidth"), \
+        "the upload button's label (with its file count) is cut"
+
+
 def check_xray_card(demo: Demo, course, model: str) -> str:
     [card] = demo.upload(course["xray"])
     assert "the model" in card and model in card and "probability of COVID" in card and "threshold" in card, card
@@ -162,8 +168,7 @@ def test_voila_demo_in_chromium(course, browser, tmp_path):
         text = page.locator("body").inner_text()
         assert "not a diagnostic device" in text and "SYNTHETIC MODEL" in text
         assert demo.cards() == []  # no card left over from the notebook's other cells
-        button = demo.app.locator("button.widget-upload")
-        assert button.evaluate("b => b.scrollWidth <= b.clientWidth"), "the upload button's label is cut"
+        assert_label_not_cut(demo)
 
         first = check_xray_card(demo, course, "synthetic / cnn")
         demo.shot("xray-cnn")
@@ -221,6 +226,7 @@ def test_jupyterlab_runs_the_notebook_and_the_app_works(course, browser, tmp_pat
         demo.app.scroll_into_view_if_needed()
         demo.shot("opened")
         assert demo.cards() == []
+        assert_label_not_cut(demo)
         check_xray_card(demo, course, "synthetic / cnn")
         demo.shot("xray-cnn")
         check_bad_files_and_recovery(demo, course, names=("huge.png",))  # the other kinds: in the Voila test

@@ -46,7 +46,8 @@ def voila_command(port: int, notebook: Path | None = None) -> list[str]:
     """The Voilà command line serving ``notebook`` (default: notebook 06) on 127.0.0.1:``port``."""
     notebook = notebook or project_root() / NOTEBOOK
     return [sys.executable, "-m", "voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
-            "--Voila.port_retries=0", f"--Voila.tornado_settings={SERVER_SETTINGS}", *culling()]
+            "--Voila.port_retries=0", f"--Voila.tornado_settings={SERVER_SETTINGS}",
+            "--VoilaConfiguration.progressive_rendering=True", *culling()]  # outputs show as cells run
 
 
 def lab_command(port: int, root_dir: Path) -> list[str]:

@@ -18,7 +18,6 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # the dataset of the model to preselect; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
-SMOKE = False  # True: when no model exists at all, the quick model is trained on tiny data
 STRICT = False  # True: fail instead of falling back to synthetic data (only used when a quick model is trained)
 MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (02), a backbone such as "vgg16" (03), "vgg16-xgboost" (04)
 
@@ -54,7 +53,7 @@ from helpers.app import predict
 
 model_dir = demo.choose_model(DATASET, MODEL)
 if model_dir is None:
-    model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT)
+    model_dir = demo.quick_model(DATASET, strict=STRICT)  # tiny data, a minute
 print(f"preselected model: {model_dir}")
 
 # %% [markdown]
@@ -106,7 +105,7 @@ app.show(demo.sample_uploads(model_dir, n=4))
 #   colour on the lower, outer lung zones is what a radiologist would look at; colour on text,
 #   markers, the image border or outside the body is a sign of a **shortcut** (notebook 05).
 #   An image with no evidence for COVID has a blue map.
-# - With the `SMOKE` model or a synthetic model, the numbers are meaningless by design.
+# - With the quick model of `outputs/demo/` or a synthetic model, the numbers are meaningless by design.
 #
 # ## 5. When the upload is not an image
 #
