@@ -362,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(line), flush=True)
         failed += "error" in line
         summary.append(line.get("error") or
-                       f"{line['file']}: {line['label']} ({describe_call(line['probability'], line['threshold'])})")
+                       f"{line['file']}: {line['label']} ({describe_call(line['probability'], line['threshold'])})"
+                       + "".join(f"; warning: {w}" for w in line["warnings"]))
     print(f"summary: {len(args.images) - failed} of {len(args.images)} file(s) predicted with {info.label}",
           *summary, sep="\n  ", file=sys.stderr)
     return 1 if failed else 0
