@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 XRAY = "kermany-mini/NORMAL/a-IM-0001-0001.jpg"
 MB = 1_000_000
+CULL_SECONDS = 5  # `make demo` culls after serve.CULL_IDLE_SECONDS; short here (a connected page is never culled)
 
 if not CHROMIUM.exists():
     pytest.skip(f"Chromium not found at {CHROMIUM}: `make test` installs it (apt-get install chromium, as root); "
@@ -158,7 +159,7 @@ def check_bad_files_and_recovery(demo: Demo, course, names=tuple(BAD_FILES)) -> 
 def test_voila_demo_in_chromium(course, browser, tmp_path):
     port = serve.free_port()
     url = f"http://127.0.0.1:{port}/"
-    server = start(serve.voila_command(port), course["env"], port, tmp_path / "voila.log")
+    server = start(serve.voila_command(port, cull_seconds=CULL_SECONDS), course["env"], port, tmp_path / "voila.log")
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(url, timeout=90_000)
@@ -187,9 +188,27 @@ def test_voila_demo_in_chromium(course, browser, tmp_path):
         demo.app.locator("select").select_option(label="synthetic / cnn (SYNTHETIC)")
         demo.wait_status_change(before)
         check_bad_files_and_recovery(demo, course)
-        page.close()
+        assert kernels(server) == 1
+        page.close(run_before_unload=True)
+        deadline = time.monotonic() + 4 * CULL_SECONDS  # shut down on unload, else culled once idle and unconnected
+        while kernels(server) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert kernels(server) == 0, "the closed tab's kernel is still running"
     finally:
         stop(server)
+
+
+def kernels(server: subprocess.Popen) -> int:
+    """How many kernels the server runs (its ipykernel child processes)."""
+    import psutil
+
+    count = 0
+    for child in psutil.Process(server.pid).children(recursive=True):
+        try:
+            count += child.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(child.cmdline())
+        except psutil.Error:  # it exited meanwhile
+            pass
+    return count
 
 
 def run_all_cells(page) -> None:

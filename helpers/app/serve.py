@@ -38,16 +38,18 @@ NOTEBOOK = Path("notebooks") / "06_upload_demo.ipynb"
 
 
 
-def culling(kernel_manager: str = "MappingKernelManager") -> list[str]:
-    return [f"--{kernel_manager}.cull_idle_timeout={CULL_IDLE_SECONDS}", f"--{kernel_manager}.cull_interval=20"]
+def culling(seconds: int = CULL_IDLE_SECONDS) -> list[str]:
+    """Shut down kernels idle for ``seconds`` with no page connected (checked every ``seconds``, at most 20 s)."""
+    return [f"--MappingKernelManager.cull_idle_timeout={seconds}",
+            f"--MappingKernelManager.cull_interval={min(20, seconds)}"]
 
 
-def voila_command(port: int, notebook: Path | None = None) -> list[str]:
+def voila_command(port: int, notebook: Path | None = None, *, cull_seconds: int = CULL_IDLE_SECONDS) -> list[str]:
     """The Voilà command line serving ``notebook`` (default: notebook 06) on 127.0.0.1:``port``."""
     notebook = notebook or project_root() / NOTEBOOK
     return [sys.executable, "-m", "voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
             "--Voila.port_retries=0", f"--Voila.tornado_settings={SERVER_SETTINGS}",
-            "--VoilaConfiguration.progressive_rendering=True", *culling()]  # outputs show as cells run
+            "--VoilaConfiguration.progressive_rendering=True", *culling(cull_seconds)]  # outputs show as cells run
 
 
 def lab_command(port: int, root_dir: Path) -> list[str]:
