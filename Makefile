@@ -27,14 +27,16 @@ $(shell mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR))
 RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DATASET)) \
 	$(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(STRICT),--strict) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help setup run-all smoke test browser test-colab lint notebooks report bench demo lock colab-constraints clean clean-cache
+.PHONY: help setup run-all smoke test browser test-colab lint notebooks report bench demo lock colab-constraints timings \
+	release clean clean-cache
 
 help:
 	@echo "make run-all    run the whole course (GPU: full profile; CPU: about 30 min) and build the report"
 	@echo "make test       the test suite, including a SMOKE run of every notebook"
 	@echo "make smoke      every notebook with tiny settings, offline, X-ray and CT"
 	@echo "make demo       the upload demo as a web page (Voila on 127.0.0.1; MODEL=outputs/<dataset>/<model> PORT=n)"
-	@echo "make setup | test-colab | lint | notebooks | report | bench | clean | clean-cache"
+	@echo "make setup | test-colab | lint | notebooks | timings | report | bench | clean | clean-cache"
+	@echo "make release VERSION=x.y.z   bump, rebuild, check, commit and tag locally (never pushes)"
 
 setup: $(STAMP)
 
@@ -83,8 +85,19 @@ $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
 		-e ".[cpu,run,dev]"
 	touch $@
 
-test-colab: $(COLAB_VENV)/.installed
-	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS)
+# The wheels the notebooks' setup cell installs in Colab, and the setuptools pip builds the course package
+# with, so that tests/test_colab_setup.py runs that cell offline.
+WHEELHOUSE := .cache/wheelhouse
+$(WHEELHOUSE)/.downloaded: pyproject.toml tools/build_notebooks.py | $(COLAB_VENV)/.installed
+	$(COLAB_VENV)/bin/python -c "import subprocess, sys, tomllib; from tools.build_notebooks import COLAB_ONLY; \
+		build = tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']; \
+		subprocess.run([sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps', '--dest', '$(WHEELHOUSE)', \
+		*build, *COLAB_ONLY], check=True)"
+	touch $@
+
+# -m "": also the tests marked `colab` (a clean Colab-versions venv, notebooks alone), which `make test` skips.
+test-colab: $(COLAB_VENV)/.installed $(WHEELHOUSE)/.downloaded
+	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS) -m ""
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers tests tools benchmarks
@@ -112,6 +125,15 @@ lock: $(STAMP)
 
 colab-constraints: $(STAMP)
 	$(PY) tools/colab_constraints.py
+
+# The run-time lines at the top of the notebooks, from the times of the last `make run-all` or `make smoke`.
+timings: $(STAMP)
+	$(PY) tools/build_notebooks.py --timings $(COURSE_OUTPUT_DIR)/notebooks/timings.json
+
+# make release VERSION=x.y.z: version, notebooks and README badges, the checks, a commit, the local tag vx.y.z.
+# It never pushes (tools/release.py says how to publish).
+release: $(STAMP)
+	$(PY) tools/release.py "$(VERSION)"
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache .cache

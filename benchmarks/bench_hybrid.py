@@ -58,12 +58,12 @@ def conv_macs(model) -> int:
 
 def extraction(images, *, size: int, batch_size: int = 32) -> dict:
     """Throughput of the flattened VGG16 extractor on ``images`` (after one warm-up batch)."""
-    from helpers.models.hybrid import _predict, feature_extractor
+    from helpers.models.hybrid import backbone_features, feature_extractor
 
     model, _ = feature_extractor("vgg16", size=size, weights=None, pooling="flatten")
-    _predict(model, images[:batch_size], batch_size=batch_size)
+    backbone_features(model, images[:batch_size], batch_size=batch_size)
     started = time.perf_counter()
-    X = _predict(model, images, batch_size=batch_size)
+    X = backbone_features(model, images, batch_size=batch_size)
     seconds = time.perf_counter() - started
     return {"size": size, "images": len(images), "seconds": seconds, "images_per_s": len(images) / seconds,
             "gmac_per_image": conv_macs(model) / 1e9, "X": X, "shape": model.get_layer("features").input.shape[1:]}

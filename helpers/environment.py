@@ -1,4 +1,4 @@
-"""``setup()``: the first call of every notebook. Versions, device, strategy, seeds, widgets."""
+"""``setup()``: the first call of every notebook. Versions, device, strategy, seeds, widgets, Drive."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import platform
 import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 IS_COLAB = "google.colab" in sys.modules
+DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
+COURSE_FOLDER = "MyDrive/covid-course"  # the learner's persistent folder, inside the mounted Drive
 _STRATEGY = None  # set by setup(); models are built and compiled in its scope
 
 
@@ -21,6 +24,7 @@ class Setup:
     mixed_precision: bool
     seed: int
     versions: dict = field(default_factory=dict)
+    persistent: Path | None = None  # the Drive folder holding outputs and data, when PERSIST is on
 
     @property
     def gpu(self) -> bool:
@@ -36,6 +40,43 @@ def _point_caches_into_project() -> None:
     from helpers.paths import data_dir
 
     os.environ.setdefault("KERAS_HOME", str(data_dir() / "keras"))
+
+
+def persist_in_drive(mount_point: Path = DRIVE) -> Path | None:
+    """In Colab: mount Google Drive and keep outputs and datasets in ``MyDrive/covid-course/``.
+
+    Sets ``COURSE_OUTPUT_DIR`` and ``COURSE_DATA_DIR`` there, so that every notebook of the course,
+    each in its own VM, reuses the models and downloads of the others. Outside Colab: nothing, None.
+    """
+    if not IS_COLAB:
+        return None
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    if not (mount_point / "MyDrive").is_dir():
+        drive.mount(str(mount_point))
+    folder = mount_point / COURSE_FOLDER
+    os.environ["COURSE_OUTPUT_DIR"] = str(folder / "outputs")
+    os.environ["COURSE_DATA_DIR"] = str(folder / "data")
+    os.environ["KERAS_HOME"] = str(folder / "data" / "keras")  # ImageNet weights too, also when set before
+    return folder
+
+
+def enable_widgets(ipywidgets_version: str | None = None) -> bool:
+    """In Colab, ipywidgets 8 needs Colab's custom widget manager (its own front end renders 7.x)."""
+    import importlib.metadata as md
+
+    if not IS_COLAB:
+        return False
+    try:
+        major = int((ipywidgets_version or md.version("ipywidgets")).split(".")[0])
+    except md.PackageNotFoundError:
+        return False
+    if major < 8:
+        return False
+    from google.colab import output  # type: ignore[import-not-found]
+
+    output.enable_custom_widget_manager()
+    return True
 
 
 def versions() -> dict:
@@ -87,12 +128,14 @@ def strategy_scope():
     return (_STRATEGY or tf.distribute.get_strategy()).scope()
 
 
-def setup(seed: int = 42, *, mixed_precision: bool | None = None, verbose: bool = True) -> Setup:
-    """Prepare a notebook: quiet logs, caches in the project, strategy, mixed precision on GPU, seeds.
+def setup(seed: int = 42, *, persist: bool = False, mixed_precision: bool | None = None,
+          verbose: bool = True) -> Setup:
+    """Prepare a notebook: Drive (``persist``, Colab only), quiet logs, caches, strategy, mixed precision, seeds.
 
     ``mixed_precision=None`` turns float16 compute on exactly when a GPU is present
     (models keep a float32 output layer).
     """
+    persistent = persist_in_drive() if persist else None
     _quiet_tensorflow()
     _point_caches_into_project()
     import keras
@@ -103,11 +146,9 @@ def setup(seed: int = 42, *, mixed_precision: bool | None = None, verbose: bool 
     use_mixed = bool(gpus) if mixed_precision is None else mixed_precision
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
     seed_everything(seed)
-    if IS_COLAB:
-        from google.colab import output  # type: ignore[import-not-found]
-
-        output.enable_custom_widget_manager()
-    found = Setup(strategy=strategy, gpus=gpus, mixed_precision=use_mixed, seed=seed, versions=versions())
+    enable_widgets()
+    found = Setup(strategy=strategy, gpus=gpus, mixed_precision=use_mixed, seed=seed, versions=versions(),
+                  persistent=persistent)
     if verbose:
         print(describe(found))
     return found
@@ -125,4 +166,9 @@ def describe(found: Setup) -> str:
     ]
     if not found.gpus:
         lines.append("No GPU: the SMOKE and cpu settings keep runs short. In Colab: Runtime > Change runtime type > GPU.")
+    if found.persistent:
+        lines.append(f"Persistent folder: {found.persistent} (outputs and datasets survive the VM)")
+    elif IS_COLAB:
+        lines.append("Outputs and datasets are lost with this VM: PERSIST = True in the setup cell keeps them in Google "
+                     "Drive, so that later notebooks reuse them.")
     return "\n".join(lines)

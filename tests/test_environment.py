@@ -86,3 +86,67 @@ def test_colab_constraints_are_generated_from_colabs_list():
     committed = (ROOT / "requirements" / "colab.txt").read_text()
     assert wanted in committed, "requirements/colab.txt is stale: run `make colab-constraints`"
     assert "tensorflow-cpu==2.20.0" in committed and "keras==3.13.2" in committed
+
+
+# ------------------------------------------------------------------ Colab: Google Drive and widgets
+
+
+@pytest.fixture
+def fake_colab(monkeypatch, tmp_path):
+    """A stand-in for ``google.colab`` whose ``drive.mount`` creates ``MyDrive`` under the mount point."""
+    import sys
+    import types
+
+    import google.protobuf  # noqa: F401  (the real google namespace package stays)
+
+    from helpers import environment
+
+    calls = []
+
+    def mount(mount_point):
+        calls.append(("mount", mount_point))
+        (Path(mount_point) / "MyDrive").mkdir(parents=True, exist_ok=True)
+
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mount)
+    colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append(("widgets",)))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(environment, "IS_COLAB", True)
+    for name in ("COURSE_OUTPUT_DIR", "COURSE_DATA_DIR", "KERAS_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+def test_persist_mounts_drive_once_and_points_outputs_and_data_into_the_course_folder(fake_colab, tmp_path):
+    from helpers import environment, paths
+
+    mount_point = tmp_path / "drive"
+    folder = environment.persist_in_drive(mount_point)
+    assert folder == mount_point / "MyDrive" / "covid-course"
+    assert paths.output_dir() == (folder / "outputs").resolve() and paths.data_dir() == (folder / "data").resolve()
+    assert environment.os.environ["KERAS_HOME"] == str(folder / "data" / "keras")
+    assert environment.persist_in_drive(mount_point) == folder
+    assert fake_colab == [("mount", str(mount_point))], "a mounted Drive is not mounted again"
+
+
+def test_persist_does_nothing_outside_colab(monkeypatch, tmp_path):
+    from helpers import environment
+
+    monkeypatch.setattr(environment, "IS_COLAB", False)
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "mine"))
+    assert environment.persist_in_drive(tmp_path / "drive") is None
+    assert not (tmp_path / "drive").exists() and environment.os.environ["COURSE_OUTPUT_DIR"] == str(tmp_path / "mine")
+
+
+def test_colab_widget_manager_is_enabled_for_ipywidgets_8_only(fake_colab):
+    from helpers import environment
+
+    assert environment.enable_widgets("7.7.1") is False and fake_colab == []
+    assert environment.enable_widgets("8.1.5") is True and fake_colab == [("widgets",)]
+
+
+def test_setup_in_colab_says_how_to_keep_the_work(fake_colab, capsys):
+    from helpers import environment
+
+    found = environment.setup(verbose=True)
+    assert found.persistent is None and "PERSIST = True" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""helpers.explain: Grad-CAM maps (size, range, input dependence, mixed precision, every backbone), overlays, figures."""
+"""helpers.explain.gradcam: Grad-CAM maps (size, range, input dependence, mixed precision, every backbone), overlays, figures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from helpers.data.synthetic import make_image
-from helpers.explain import gradcam, overlay, plot_gradcam_grid
+from helpers.explain import gradcam, overlay
 from helpers.models import BACKBONES, build_cnn, build_transfer, gradcam_layer
+from helpers.plots import plot_gradcam_grid
 
 
 def tiny_cnn(*, bias: float = 0.0) -> keras.Model:
@@ -117,3 +118,35 @@ def test_plot_gradcam_grid():
     plt.close(fig)
     with pytest.raises(ValueError, match="same length"):
         plot_gradcam_grid(images, heatmaps[:2])
+
+
+def test_outcome_examples_and_their_gradcam(course_dirs):
+    """The most confident call of each outcome, Grad-CAM over them at the run's own size, and their figure."""
+    from helpers.data.dataset import course_dataset
+    from helpers.explain import examples
+    from helpers.images import load_images
+    from helpers.models.train import evaluate_and_save
+    from helpers.plots import plot_outcome_gradcam
+    from helpers.runs import read_run
+
+    dataset = course_dataset("synthetic", smoke=True, n_patients=24, size=64, verbose=False)
+    evaluate_and_save(tiny_cnn(), load_images(dataset, 32, progress=False), dataset)
+    run = read_run(course_dirs[1] / "synthetic" / "cnn")
+    assert examples.gradcam_runs([run]) == [run]
+
+    test = run.split("test")
+    called, covid = test["probability"] >= run.threshold, test["y_true"] == 1
+    outcome = np.where(covid, np.where(called, "TP", "FN"), np.where(called, "FP", "TN"))
+    margin = (test["probability"] - run.threshold).abs()
+    chosen = examples.outcome_examples(run, n=1)
+    assert sorted(chosen["outcome"]) == sorted(set(outcome))
+    for _, row in chosen.iterrows():
+        assert row["margin"] == margin[outcome == row["outcome"]].max()
+
+    found, images, heatmaps = examples.outcome_gradcam(run, dataset, n=1)
+    assert found["path"].tolist() == chosen["path"].tolist()
+    assert images.shape == heatmaps.shape == (len(found), 32, 32)
+    fig = plot_outcome_gradcam(run, found, images, heatmaps)
+    assert sum(bool(ax.get_images()) for ax in fig.axes) == 2 * len(found)
+    assert "SYNTHETIC DATA" in fig._suptitle.get_text()
+    plt.close(fig)

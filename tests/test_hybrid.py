@@ -19,12 +19,16 @@ import pytest
 pytest.importorskip("xgboost")
 pytest.importorskip("tensorflow")
 
+import xgboost  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from helpers import plots  # noqa: E402
 from helpers.data.dataset import course_dataset  # noqa: E402
 from helpers.evaluation import binary_metrics  # noqa: E402
 from helpers.images import load_images  # noqa: E402
 from helpers.models import hybrid  # noqa: E402
+from helpers.models.hybrid import features as extraction  # noqa: E402
+from helpers.paths import run_dir  # noqa: E402
 
 SIZE = 64
 FAST = dict(n_estimators=200, learning_rate=0.1, max_depth=3, early_stopping_rounds=30, n_jobs=1, device="cpu")
@@ -78,13 +82,13 @@ def test_shuffled_training_labels_give_chance(setting, trained):
 def test_early_stopping_sees_validation_only(setting, monkeypatch):
     features = setting[2]
     seen = {}
-    original = hybrid.xgboost.XGBClassifier.fit
+    original = xgboost.XGBClassifier.fit
 
     def spy(self, X, y, **kwargs):
         seen.update(X=X, eval_set=kwargs["eval_set"])
         return original(self, X, y, **kwargs)
 
-    monkeypatch.setattr(hybrid.xgboost.XGBClassifier, "fit", spy)
+    monkeypatch.setattr(xgboost.XGBClassifier, "fit", spy)
     model, _ = hybrid.train_xgboost(features, device="cpu", n_estimators=20, n_jobs=1)
     (X_eval, y_eval), = seen["eval_set"]
     np.testing.assert_array_equal(X_eval, features.split("val")[0])
@@ -105,7 +109,7 @@ def _must_not_extract(*args, **kwargs):
 
 def test_cache_is_reused_and_invalidated(setting, monkeypatch):
     dataset, images, features = setting
-    monkeypatch.setattr(hybrid, "feature_extractor", _must_not_extract)
+    monkeypatch.setattr(extraction, "feature_extractor", _must_not_extract)
     again = hybrid.extract_features(dataset, images, weights=None, pooling="avg")
     assert again.from_cache and again.seconds == features.seconds
     np.testing.assert_array_equal(again.X, features.X)
@@ -121,21 +125,21 @@ def test_cache_is_reused_and_invalidated(setting, monkeypatch):
 def test_cache_for_other_images_is_not_used(setting, monkeypatch):
     dataset, images, features = setting
     subset = dataclasses.replace(images, images=images.images[:10], manifest=images.manifest.iloc[:10])
-    monkeypatch.setattr(hybrid, "feature_extractor", _must_not_extract)
+    monkeypatch.setattr(extraction, "feature_extractor", _must_not_extract)
     with pytest.raises(RuntimeError, match="extractor called"):
         hybrid.extract_features(dataset, subset, weights=None)
 
 
 def _go_offline(monkeypatch):
     """ImageNet weights cannot be downloaded; random weights still build."""
-    original = hybrid._build_extractor
+    original = extraction._build_extractor
 
     def build(spec, size, weights, pooling):
         if weights is not None:
             raise OSError("no network")
         return original(spec, size, weights, pooling)
 
-    monkeypatch.setattr(hybrid, "_build_extractor", build)
+    monkeypatch.setattr(extraction, "_build_extractor", build)
 
 
 def test_offline_weights_fall_back_to_random_with_a_warning(monkeypatch):
@@ -151,7 +155,7 @@ def test_offline_run_reuses_the_random_feature_cache(setting, monkeypatch):
     """Asked for ImageNet weights while offline: the fallback finds the random-weight features already cached."""
     dataset, images, features = setting
     _go_offline(monkeypatch)
-    monkeypatch.setattr(hybrid, "_predict", _must_not_extract)
+    monkeypatch.setattr(extraction, "backbone_features", _must_not_extract)
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
         again = hybrid.extract_features(dataset, images, weights="imagenet")
     assert again.from_cache and again.weights is None
@@ -176,20 +180,25 @@ def test_saved_model_reloads_and_reproduces_predictions(setting, trained, kind):
     dataset, images, features = setting
     model = trained[0] if kind == "xgboost" else hybrid.train_logistic(features, Cs=(0.1,))[0]
     metrics = hybrid.save_hybrid(f"hybrid-{kind}", model, features, dataset)
-    folder = hybrid.run_dir(dataset.name, f"hybrid-{kind}")
+    folder = run_dir(dataset.name, f"hybrid-{kind}")
     assert {"metrics.json", "predictions.csv", "features.json"} <= {p.name for p in folder.iterdir()}
-    assert (folder / ("model.ubj" if kind == "xgboost" else "model.json")).is_file()
-    assert not list(folder.glob("*.pkl")) and metrics["features"]["pooling"] == "avg"
+    assert (folder / ("model.ubj" if kind == "xgboost" else "model.joblib")).is_file()
+    assert metrics["features"]["pooling"] == "avg" and metrics["classifier"] == kind
     recorded = pd.read_csv(folder / "predictions.csv", float_precision="round_trip")
     assert recorded["split"].unique().tolist() == ["val", "test"]
     reloaded = hybrid.load_hybrid(folder)
-    X = np.concatenate([features.split(s)[0] for s in ("val", "test")])
-    np.testing.assert_array_equal(reloaded.predict_features(X), recorded["probability"])
-    for split in ("val", "test"):  # the CSV gives back the threshold's side of every image
-        part = recorded[recorded["split"] == split]
+    assert reloaded.kind == kind
+    for split in ("val", "test"):
+        X, part = features.split(split)[0], recorded[recorded["split"] == split]
+        np.testing.assert_array_equal(reloaded.predict_features(X), part["probability"])  # what the CSV holds
+        np.testing.assert_array_equal(reloaded.predict_features(X), model.predict_proba(X)[:, 1])  # as trained
+        # the CSV gives back the threshold's side of every image
         assert binary_metrics(part["y_true"], part["probability"], metrics["threshold"]) == metrics[split]
     pixels = np.concatenate([images.images[(images.manifest["split"] == s).to_numpy()] for s in ("val", "test")])
     np.testing.assert_allclose(reloaded.predict(pixels[:16]), recorded["probability"][:16], atol=1e-5)
+    (folder / hybrid.CLASSIFIER_FILES[kind]).unlink()  # as in a run saved before this format
+    with pytest.raises(ValueError, match="train the model again"):
+        hybrid.load_hybrid(folder)
 
 
 def test_figures_and_table(setting, trained):
@@ -197,18 +206,18 @@ def test_figures_and_table(setting, trained):
     metrics = hybrid.save_hybrid("hybrid-fig", trained[0], features, dataset, info=trained[1])
     table = hybrid.results_table([metrics])
     assert table.loc["hybrid-fig", "n_features"] == 512 and table.loc["hybrid-fig", "training s"] > 0
-    for fig in (hybrid.plot_feature_importance(trained[0], features, top_k=5, synthetic=True),
-                hybrid.plot_time_breakdown(table, synthetic=True),
-                hybrid.plot_boosting({"xgboost": trained[0]}, synthetic=True)):
+    for fig in (plots.plot_feature_importance(trained[0], features, top_k=5, synthetic=True),
+                plots.plot_time_breakdown(table, synthetic=True),
+                plots.plot_boosting({"xgboost": trained[0]}, synthetic=True)):
         assert "SYNTHETIC" in fig.axes[0].get_title()
-    assert hybrid.feature_name(512 + 3, (2, 2, 512)) == "ch 3 @ (row 0, col 1)"
+    assert plots.hybrid.feature_name(512 + 3, (2, 2, 512)) == "ch 3 @ (row 0, col 1)"
     with pytest.raises(ValueError, match="flatten"):
-        hybrid.plot_importance_map(trained[0], features)
+        plots.plot_importance_map(trained[0], features)
 
 
 def test_importance_map_of_flattened_features(setting, trained):
     """The 512 pooled values read as a 2 x 2 x 128 map: the map shows each position's share of the gain."""
     features = dataclasses.replace(setting[2], pooling="flatten", shape=(2, 2, 128))
-    fig = hybrid.plot_importance_map(trained[0], features, image=setting[1].images[0])
+    fig = plots.plot_importance_map(trained[0], features, image=setting[1].images[0])
     shown = fig.axes[0].get_images()[-1].get_array()
     assert shown.shape == (2, 2) and np.isclose(shown.sum(), 1.0)

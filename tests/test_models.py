@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,3 +111,14 @@ def test_unreachable_imagenet_weights_fall_back_to_random_init_loudly(monkeypatc
     assert weights is None and model.name == "vgg16"
     with pytest.raises(Exception, match="no network"):
         build_transfer("vgg16", size=32, strict=True)
+
+
+def test_importing_helpers_models_is_enough_to_load_a_saved_model(tmp_path):
+    """The predict CLI loads models in a process that imported only ``helpers.models``: Preprocess must register."""
+    path = tmp_path / "vgg16.keras"
+    build_transfer("vgg16", size=32, weights=None, augment=False)[0].save(path)
+    code = (f"import keras, helpers.models; model = keras.models.load_model({str(path)!r}); "
+            "print(model.get_layer('preprocess').mode)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip().splitlines()[-1] == "caffe"

@@ -18,7 +18,7 @@ FREEZE = ROOT.parent / "shared" / "colab" / "pip-freeze.gpu.txt"
 TARGET = ROOT / "requirements" / "colab.txt"
 PACKAGES = [
     # what the course imports
-    "tensorflow", "keras", "xgboost", "numpy", "pandas", "pillow", "scipy", "scikit-learn", "matplotlib",
+    "tensorflow", "keras", "xgboost", "numpy", "pandas", "pillow", "scipy", "scikit-learn", "joblib", "matplotlib",
     "seaborn", "ipywidgets", "openpyxl", "kagglehub", "tqdm", "requests", "PyWavelets",
     # the layers under them that shape behaviour
     "h5py", "ml_dtypes", "protobuf", "optree", "absl-py", "ipykernel", "ipython", "traitlets",

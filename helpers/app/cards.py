@@ -99,7 +99,7 @@ def warnings_html(warnings: list[str]) -> str:
 
 def figure_jpeg(prediction: Prediction) -> str:
     """The image next to its explanation overlay, as a base64 JPEG drawn in memory (at most DISPLAY_SIDE px)."""
-    from helpers.explain import plot_gradcam_grid
+    from helpers.plots import plot_gradcam_grid
 
     image = Image.fromarray(prediction.image)
     image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))

@@ -41,12 +41,9 @@ PROFILES = {
     },
     "smoke": {"common": {"SMOKE": True, "WEIGHTS": None}},
 }
-# Minutes per notebook, measured (README, "Time needed"): shown in the plan before a run starts.
-ESTIMATES = {
-    "full": {"01": 3, "02": 5, "03": 20, "04": 5, "05": 3, "06": 1},
-    "cpu": {"01": 1, "02": 4, "03": 12, "04": 4, "05": 3, "06": 1},
-    "smoke": {"01": 0.4, "02": 0.5, "03": 0.7, "04": 0.4, "05": 0.7, "06": 0.2},
-}
+# The plan's time estimate reads the notebooks' run-time table (notebooks/timings.json, `make timings`),
+# whose "gpu" row is this runner's "full" profile; a notebook without a row counts 2 minutes.
+TIMINGS_SETTING = {"full": "gpu", "cpu": "cpu", "smoke": "smoke"}
 DEFAULT_DATASETS = {"full": ["covid19-radiography"], "cpu": ["covid19-radiography"],
                     "smoke": ["synthetic", "synthetic-ct"]}
 HOSTS = {"kaggle": ("www.kaggle.com", 443), "github": ("raw.githubusercontent.com", 443)}
@@ -193,6 +190,24 @@ def execute(step: Step, *, kernel: str = "python3", progress_bar: bool = True) -
     return time.perf_counter() - started
 
 
+def estimated_minutes(profile: str, notebook: str) -> float:
+    try:
+        table = json.loads((paths.project_root() / "notebooks" / "timings.json").read_text())
+    except (OSError, ValueError):
+        table = {}
+    entry = table.get(notebook, {}).get(TIMINGS_SETTING[profile])
+    return entry["seconds"] / 60 if entry else 2.0
+
+
+def machine() -> str:
+    """Where a run was timed, as the notebooks' run-time lines name it: the GPU if any, the CPU cores."""
+    cores = f"{os.cpu_count()} CPU cores"
+    if not has_gpu():
+        return f"{cores}, no GPU"
+    query = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    return f"GPU: {query.stdout.splitlines()[0].strip()}, {cores}"
+
+
 def run_all(
     profile: str | None = None, *, datasets: list[str] | None = None, only: list[str] | None = None,
     force: bool = False, strict: bool = False, report: bool = True, kernel: str = "python3",
@@ -212,7 +227,7 @@ def run_all(
     for step in steps:
         series.setdefault(step.dataset, []).append(step)
     jobs = max(1, min(jobs or default_jobs(profile), len(series)))
-    estimate = sum(ESTIMATES[profile].get(step.number, 2) for step in steps) / jobs
+    estimate = sum(estimated_minutes(profile, step.notebook.stem) for step in steps) / jobs
     print(f"Plan: profile {profile!r} ({why})")
     for name, kind in resolved:
         print(f"  dataset {name}: {kind}")
@@ -277,7 +292,8 @@ def _row(step: Step, profile: str, status: str, seconds: float) -> dict:
 def _finish(rows: list[dict], wall: float) -> None:
     path = paths.output_dir() / "notebooks" / "timings.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1))
+    measured = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    path.write_text(json.dumps([{**row, **measured} for row in rows], indent=1))
     print(f"\n{'notebook':34s} {'dataset':16s} {'status':16s} {'seconds':>8s}")
     for row in rows:
         print(f"{row['notebook']:34s} {row['dataset']:16s} {row['status']:16s} {row['seconds']:8.1f}")

@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from helpers.constants import POSITIVE
 from helpers.images import ImageSet
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def labels_of(image_set: ImageSet, split: str | None = None) -> np.ndarray:
-    """1 for COVID, 0 for NORMAL, for the rows of ``split`` (all rows when None)."""
+    """1 for COVID, 0 for NORMAL, for the rows of ``split`` (all rows when None).
+
+    ``image_set`` is anything with a ``manifest`` in row order (an ImageSet, hybrid Features).
+    """
     rows = image_set.manifest if split is None else image_set.manifest[image_set.manifest["split"] == split]
-    return (rows["label"] == "COVID").to_numpy(np.float32)
+    return (rows["label"] == POSITIVE).to_numpy(np.float32)
 
 
 def split_arrays(image_set: ImageSet, split: str) -> tuple[np.ndarray, np.ndarray]:

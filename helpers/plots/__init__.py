@@ -240,3 +240,8 @@ def plot_images(images, titles, *, ncols: int = 6, title: str = "", synthetic: b
     synthetic_title(fig, title, synthetic=synthetic)
     fig.tight_layout()
     return fig
+
+
+# Figures with a module of their own, re-exported here: `from helpers import plots` gives every figure.
+from helpers.plots.gradcam import plot_gradcam_grid, plot_outcome_gradcam, plot_shortcut_gradcam  # noqa: E402, F401
+from helpers.plots.hybrid import plot_boosting, plot_feature_importance, plot_importance_map, plot_time_breakdown  # noqa: E402, F401

@@ -43,7 +43,7 @@ if SMOKE:  # a few hundred tiny images; a higher learning rate needs fewer trees
 # %%
 import pandas as pd
 
-from helpers import data, evaluation, images
+from helpers import data, evaluation, images, plots
 from helpers.models import hybrid
 from helpers.runs import read_runs
 
@@ -119,7 +119,7 @@ for pooling, feats in features.items():
 # moves the AUC by a few hundredths.
 
 # %%
-hybrid.plot_boosting(xgb_models, synthetic=dataset.synthetic);
+plots.plot_boosting(xgb_models, synthetic=dataset.synthetic);
 
 # %% [markdown]
 # ## 4. The baseline on the same features: logistic regression
@@ -159,7 +159,7 @@ evaluation.format_comparison(evaluation.comparison_table(runs, n_boot=200 if SMO
 # **Where the time goes.** Grey is feature extraction, orange the classifier's training.
 
 # %%
-hybrid.plot_time_breakdown(table, synthetic=dataset.synthetic);
+plots.plot_time_breakdown(table, synthetic=dataset.synthetic);
 
 # %% [markdown]
 # **What to read here.** With 49 times more columns, the flattened fit takes far longer: XGBoost's
@@ -178,7 +178,7 @@ hybrid.plot_time_breakdown(table, synthetic=dataset.synthetic);
 # Below, the top features of the pooled model, as shares of the total.
 
 # %%
-hybrid.plot_feature_importance(xgb_models["vgg16-xgboost"], features["avg"], synthetic=dataset.synthetic);
+plots.plot_feature_importance(xgb_models["vgg16-xgboost"], features["avg"], synthetic=dataset.synthetic);
 
 # %% [markdown]
 # **What it can tell:** which of VGG16's 512 channels the trees leaned on, and how concentrated the
@@ -203,8 +203,8 @@ hybrid.plot_feature_importance(xgb_models["vgg16-xgboost"], features["avg"], syn
 # %%
 if "flatten" in features:
     example = image_set.images[(image_set.manifest["label"] == "COVID").to_numpy()][0]
-    hybrid.plot_importance_map(xgb_models["vgg16-xgboost-flat"], features["flatten"], image=example,
-                               synthetic=dataset.synthetic);
+    plots.plot_importance_map(xgb_models["vgg16-xgboost-flat"], features["flatten"], image=example,
+                              synthetic=dataset.synthetic);
 
 # %% [markdown]
 # **CT.** Everything above works unchanged with `DATASET = "covid-ct"` (or `"synthetic-ct"`

@@ -18,8 +18,7 @@
 # shows: biased datasets, no external validation, and models that learned the source of an image
 # rather than the disease (DeGrave et al. 2021).
 #
-# **Run time:** a few minutes on a Colab GPU; about 7 min on a 2-core CPU when it has to train both
-# of its quick CNNs (about 3 min when notebooks 02-04 have run); about a minute with `SMOKE=True`.
+# **Run time:** (filled in by tools/build_notebooks.py from notebooks/timings.json)
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
@@ -42,7 +41,9 @@ if SMOKE:
 # Notebooks 02-04 wrote one folder per trained model under `outputs/<dataset>/`: the model, its
 # validation and test predictions, and the threshold chosen on the validation split. This notebook
 # trains nothing it can read from there. If the folder is empty it says which notebooks to run and
-# trains a quick CNN itself, so that every section below still runs.
+# trains a quick CNN itself, so that every section below still runs. In Colab every notebook starts
+# in a new VM with an empty folder: `PERSIST = True` in the setup cell keeps the models of 02-04 in
+# your Google Drive, where this notebook finds them.
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,12 +52,16 @@ from IPython.display import display
 
 from helpers import data, evaluation, images, plots
 from helpers.constants import MARKER_SUFFIX
-from helpers.explain import shortcut
+from helpers.explain import examples, external, shortcut
 from helpers.models import train
 from helpers.runs import quick_cnn, read_runs
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
-runs = shortcut.runs_or_quick_cnn(dataset, img_size=IMG_SIZE, epochs=EPOCHS, batch_size=BATCH_SIZE)
+runs = read_runs(dataset=dataset.name)
+if not runs:  # nothing from notebooks 02-04 yet: a quick CNN, so that every section below runs
+    print("No trained models yet: for the full comparison run notebooks 02-04 first. Training a quick CNN now.")
+    runs = [quick_cnn(dataset, images.load_images(dataset, IMG_SIZE), name="cnn-quick", epochs=EPOCHS,
+                      batch_size=BATCH_SIZE, verbose=2)]
 pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.metrics.get("img_size"),
                "threshold (chosen on val)": round(run.threshold, 3), "folder": str(run.path)} for run in runs])
 
@@ -86,7 +91,7 @@ evaluation.format_comparison(table).drop(columns=["Dataset"])
 # drawing images (never choose a model on the test split: that makes the test score optimistic):
 
 # %%
-best = shortcut.best_run(runs)
+best = max(runs, key=lambda run: run.metrics["val"]["auc"] or 0.0)  # chosen on validation
 test = best.split("test")
 pd.DataFrame({
     "drawing patients": evaluation.bootstrap_ci(test, "auc", n_boot=N_BOOT),
@@ -162,7 +167,7 @@ plots.plot_calibration(runs);
 val = best.split("val")
 screening = evaluation.choose_threshold(val["y_true"], val["probability"], rule="sensitivity",
                                       target=TARGET_SENSITIVITY)
-shortcut.operating_points(best, {"Youden's J": best.threshold,
+examples.operating_points(best, {"Youden's J": best.threshold,
                                  f"sensitivity >= {TARGET_SENSITIVITY:.0%} on val": screening}, n_boot=N_BOOT)
 
 # %%
@@ -209,8 +214,8 @@ evaluation.predictive_values(at_screening["sensitivity"], at_screening["specific
 # region pushed towards COVID.
 
 # %%
-for run in shortcut.gradcam_runs(runs):
-    shortcut.gradcam_examples(run, dataset, n=2)
+for run in examples.gradcam_runs(runs):
+    plots.plot_outcome_gradcam(run, *examples.outcome_gradcam(run, dataset, n=2))
     plt.show()
 
 # %% [markdown]
@@ -246,11 +251,11 @@ for run in shortcut.gradcam_runs(runs):
 # `python -m helpers report` puts it in the course report.
 
 # %%
-found = shortcut.external_dataset(dataset, smoke=SMOKE, max_per_class=MAX_PER_CLASS)
+found = external.external_dataset(dataset, smoke=SMOKE, max_per_class=MAX_PER_CLASS)
 if found:
-    external, split = found
-    records = shortcut.validate_runs_externally(runs, external, split=split, n_boot=N_BOOT)
-    display(shortcut.external_summary(records).round(3))
+    second_hospital, split = found
+    records = external.validate_runs_externally(runs, second_hospital, split=split, n_boot=N_BOOT)
+    display(external.external_summary(records).round(3))
 
 # %% [markdown]
 # **What to read here.** Compare each model's external AUC with its internal test AUC. A model
@@ -300,7 +305,8 @@ print(train.summary_line(marker_metrics))
 # of the map's heat in the tag's corner (the top-right region, x > 50% and y < 35% of the image):
 
 # %%
-shortcut.shortcut_gradcam(marker_model, marker_images, n=4, threshold=marker_metrics["threshold"]);
+plots.plot_shortcut_gradcam(*shortcut.tag_gradcam(marker_model, marker_images, n=4),
+                            threshold=marker_metrics["threshold"]);
 
 # %% [markdown]
 # Now the experiment. The same test images are scored three ways, at the same threshold: as they
@@ -314,10 +320,10 @@ shortcut.shortcut_experiment(marker_model, marker_images).round(3)
 # And the "second hospital": the same test patients, imaged on a device that prints no tag.
 
 # %%
-plain, plain_split = shortcut.external_dataset(marker_dataset, smoke=SMOKE, **shortcut.SHORTCUT_OPTIONS)
-record = shortcut.external_validation(marker_model, plain, images.load_images(plain, IMG_SIZE),
+plain, plain_split = external.external_dataset(marker_dataset, smoke=SMOKE, **shortcut.SHORTCUT_OPTIONS)
+record = external.external_validation(marker_model, plain, images.load_images(plain, IMG_SIZE),
                                       trained_on=marker_dataset, split=plain_split, n_boot=N_BOOT)
-shortcut.external_summary([record]).round(3)
+external.external_summary([record]).round(3)
 
 # %% [markdown]
 # **What to read here.** At the fixed threshold, masking the tag makes the model miss COVID cases

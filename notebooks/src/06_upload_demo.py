@@ -9,15 +9,17 @@
 #   checks can warn you (but never guarantee anything);
 # - how to predict from the command line with `python -m helpers predict`.
 #
-# **Run time:** about 1 min on a Colab GPU or a laptop CPU once a model exists (notebooks 02, 03 or 04).
+# **Run time:** (filled in by tools/build_notebooks.py from notebooks/timings.json)
+#
 # Opening it changes nothing on disk: it reads the models and predictions that exist. Only when
-# there is no model at all it trains a tiny CNN into its own folder `outputs/demo/` (a minute).
+# there is no model at all it trains a quick CNN into its own folder `outputs/demo/`.
 #
 # **As a web page:** `make demo` serves this notebook as a standalone app with Voilà (code hidden);
 # `make demo MODEL=outputs/<dataset>/<model>` preselects a model.
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # the dataset of the model to preselect; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+SMOKE = False  # True: tiny data for the quick model (trained only when no model exists at all)
 STRICT = False  # True: fail instead of falling back to synthetic data (only used when a quick model is trained)
 MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (02), a backbone such as "vgg16" (03), "vgg16-xgboost" (04)
 
@@ -43,9 +45,10 @@ MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (02), a backbone such 
 # We look for the model folder `outputs/<DATASET>/<MODEL>/` that notebook 02, 03 or 04 wrote
 # (or the one `make demo MODEL=...` named); if it is missing, the model that did best on its
 # own validation split is preselected instead. Nothing is loaded or rebuilt from the datasets:
-# the demo only reads what the training notebooks saved. If no model exists at all, a tiny CNN
-# is trained here into `outputs/demo/`, so that the course's own outputs stay as they were; its
-# predictions are close to guesses.
+# the demo only reads what the training notebooks saved. If no model exists at all (in Colab every
+# notebook starts in a new VM: `PERSIST = True` in the setup cell keeps the models of 02 and 03 in
+# your Google Drive), a quick small CNN is trained here into `outputs/demo/`, so that the course's
+# own outputs stay as they were; it is weaker than notebook 02's model.
 
 # %%
 from helpers.app import demo
@@ -53,7 +56,7 @@ from helpers.app import predict
 
 model_dir = demo.choose_model(DATASET, MODEL)
 if model_dir is None:
-    model_dir = demo.quick_model(DATASET, strict=STRICT)  # tiny data, a minute
+    model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT)
 print(f"preselected model: {model_dir}")
 
 # %% [markdown]
