@@ -147,3 +147,11 @@ def test_synthetic_data_has_the_tasks_classes_and_a_patient_split(name, task, co
     assert crossing_patients(dataset.manifest) == set()
     for split in ("train", "val", "test"):
         assert set(dataset.split(split)["label"]) == set(TASKS[task].classes), split
+
+
+def test_an_unreachable_source_falls_back_to_synthetic_data_of_the_same_task(course_dirs):
+    dataset = load_dataset("ieee8023", task="covid-vs-pneumonia", base_url="http://127.0.0.1:9", progress=False,
+                           retries=0, synthetic_options={"n_patients": 30, "size": 32}, verbose=False)
+    assert dataset.synthetic and dataset.requested == "ieee8023" and dataset.task == "covid-vs-pneumonia"
+    assert set(dataset.manifest["label"]) == {"COVID", "PNEUMONIA"}
+    assert dataset.info()["classes"] == ["PNEUMONIA", "COVID"]

@@ -344,16 +344,17 @@ SYNTHETIC_SIZES = {True: dict(n_patients=90, size=128), False: dict(n_patients=4
 
 def course_dataset(
     name: str = "synthetic", *, smoke: bool = False, strict: bool = False, max_per_class: int | None = None,
-    marker: bool = False, **options,
+    marker: bool = False, task: str = DEFAULT_TASK, **options,
 ) -> Dataset:
     """The one call every notebook makes: ``load_dataset`` with the course's settings for SMOKE or full runs.
 
     Synthetic data (asked for, or the offline fallback) is generated small in
     SMOKE mode and larger otherwise; ``marker=True`` adds the source marker of
-    the shortcut lesson.
+    the shortcut lesson; ``task`` chooses the classes (:mod:`helpers.data.tasks`).
     """
     name, tagged = base_name(name)
     synthetic = {**SYNTHETIC_SIZES[bool(smoke)], "marker": marker or tagged}
     if get_source(name).synthetic:
         options = {**synthetic, **options}
-    return load_dataset(name, strict=strict, max_per_class=max_per_class, synthetic_options=synthetic, **options)
+    return load_dataset(name, strict=strict, max_per_class=max_per_class, synthetic_options=synthetic, task=task,
+                        **options)
