@@ -155,3 +155,10 @@ def test_an_unreachable_source_falls_back_to_synthetic_data_of_the_same_task(cou
     assert dataset.synthetic and dataset.requested == "ieee8023" and dataset.task == "covid-vs-pneumonia"
     assert set(dataset.manifest["label"]) == {"COVID", "PNEUMONIA"}
     assert dataset.info()["classes"] == ["PNEUMONIA", "COVID"]
+
+
+def test_covid19_radiography_without_the_viral_pneumonia_sheet_says_the_shortcut_is_kept(radiography, tmp_path):  # noqa: F811
+    write_metadata(radiography / "COVID-19_Radiography_Dataset")
+    prepared = prepare_covid19_radiography(tmp_path, path=radiography, task="three-class")
+    assert (prepared.rows["label"] == "PNEUMONIA").sum() == 1
+    assert any("cannot tell the pediatric viral pneumonias" in note for note in prepared.notes)

@@ -238,7 +238,8 @@ def prepare_covid19_radiography(
         mask=[_mask(file, root) for file in files],
         **({} if task == DEFAULT_TASK else {"finding": found_in}),
     )
-    rows, pediatric_notes = _pediatric(rows, include_pediatric=include_pediatric, sheet_read=readable.get("NORMAL", True))
+    rows, pediatric_notes = _pediatric(rows, include_pediatric=include_pediatric, sheet_read=readable.get("NORMAL", True),
+                                       pneumonia_sheet_read=readable.get(PNEUMONIA, True))
     notes += pediatric_notes
     notes.append(
         f"{source}: patient ids are not published: one id per image, so one patient's images may fall "
@@ -253,7 +254,9 @@ def _mask(image: Path, root: Path) -> str:
     return mask.relative_to(root).as_posix() if image.parent.name == "images" and mask.is_file() else ""
 
 
-def _pediatric(rows: pd.DataFrame, *, include_pediatric: bool, sheet_read: bool) -> tuple[pd.DataFrame, list[str]]:
+def _pediatric(
+    rows: pd.DataFrame, *, include_pediatric: bool, sheet_read: bool, pneumonia_sheet_read: bool = True,
+) -> tuple[pd.DataFrame, list[str]]:
     """The rows without the pediatric normals (unless included), and the notes saying what happened."""
     source = "covid19-radiography"
     if include_pediatric:
@@ -277,6 +280,9 @@ def _pediatric(rows: pd.DataFrame, *, include_pediatric: bool, sheet_read: bool)
         notes.append(f"{source}: {n_images(int(children.sum()))} of pediatric viral pneumonias (chest-xray-pneumonia) "
                      "excluded (include_pediatric=False): children vs adults is a shortcut")
         pediatric |= children
+    if not pneumonia_sheet_read and (rows["label"] == PNEUMONIA).any():
+        notes.append(f"{source}: 'Viral Pneumonia.metadata.xlsx' cannot tell the pediatric viral pneumonias (see above), "
+                     "so all are kept: children vs adults is a shortcut a model can learn")
     expected = PEDIATRIC_SHARE * normals
     if normals and pediatric.sum() < expected / 2:
         message = (f"{source}: the pediatric filter removed {int(pediatric.sum())} of {normals} normals where about "
