@@ -27,13 +27,14 @@ $(shell mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR))
 RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DATASET)) \
 	$(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(STRICT),--strict) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help setup run-all smoke test test-colab lint notebooks report bench demo lock colab-constraints timings release \
-	clean clean-cache
+.PHONY: help setup run-all smoke test test-fast test-colab lint notebooks report bench demo lock colab-constraints \
+	timings release clean clean-cache
 
 help:
 	@echo "make run-all    run the whole course (GPU: full profile; CPU: about 30 min) and build the report"
 	@echo "make test       the test suite, including a SMOKE run of every notebook"
 	@echo "make smoke      every notebook with tiny settings, offline, X-ray and CT"
+	@echo "make test-fast  the tests that need neither TensorFlow nor papermill (under a minute)"
 	@echo "make setup | test-colab | lint | notebooks | timings | report | bench | clean | clean-cache"
 	@echo "make release VERSION=x.y.z   bump, rebuild, check, commit and tag locally (never pushes)"
 
@@ -62,6 +63,10 @@ TEST_ARGS ?= -n 2 --dist loadfile
 
 test: $(STAMP)
 	$(PY) -m pytest $(TEST_ARGS)
+
+# Every test that needs neither TensorFlow nor papermill (tests/conftest.py marks them from their imports).
+test-fast: $(STAMP)
+	$(PY) -m pytest $(TEST_ARGS) --fast
 
 # A second environment with the versions Colab's GPU runtime ships (requirements/colab.txt), on Colab's
 # Python (3.13) where this machine has one (python3.13 or pyenv's), else on $(PYTHON).

@@ -3,7 +3,8 @@
 1. decode + resize throughput on real files, cold vs from the image cache;
 2. VGG16 feature throughput at 224 and 96 px next to the machine's FLOP-bound limit,
    and XGBoost fit time on pooled vs flattened features;
-3. the per-notebook time table of the SMOKE series (X-ray and CT), cold caches
+3. the patient bootstrap: vectorised vs an explicit resampling loop;
+4. the per-notebook time table of the SMOKE series (X-ray and CT), cold caches
    (``--no-series`` skips it); on a GPU machine also the full series.
 
 Printed, and written to ``outputs/benchmarks.md``.
@@ -17,7 +18,7 @@ import tempfile
 import time
 from unittest import mock
 
-from benchmarks import bench_hybrid, bench_images
+from benchmarks import bench_bootstrap, bench_hybrid, bench_images
 from helpers import paths
 from helpers.app import runner
 
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (" (other work shared the CPU: numbers are pessimistic)" if load > 0.5 * os.cpu_count() else "")]
     sections.append(images_section())
     sections.append("## VGG16 features and XGBoost\n\n```\n" + bench_hybrid.table(bench_hybrid.run()) + "\n```")
+    sections.append(bench_bootstrap.table(bench_bootstrap.run()))
     if not args.no_series:
         sections.append(series_section("smoke", ["synthetic", "synthetic-ct"]))
         if runner.has_gpu():

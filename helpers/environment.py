@@ -35,6 +35,42 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _import_tensorflow_quietly(module: str = "tensorflow") -> None:
+    """Import TensorFlow without its C++ start-up lines, the first thing a learner would read otherwise.
+
+    TensorFlow 2.21 writes them to file descriptor 2 before absl logging starts, whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says ("All log messages before absl::InitializeLog() ...", "oneDNN
+    custom operations are on ...", the CPU-instructions note; on Colab's GPUs the duplicate
+    cuDNN/cuFFT/cuBLAS factory registrations), and Jupyter shows fd 2 in the cell. So fd 2 goes to
+    a temporary file during the import, and every other line written there is replayed on
+    ``sys.stderr``: real errors and warnings stay visible. Nothing is turned off (oneDNN stays on).
+    """
+    import importlib
+    import re
+    import tempfile
+
+    if module in sys.modules:
+        return
+    noise = re.compile(r"absl::InitializeLog\(\) is called are written to STDERR|oneDNN custom operations are on"
+                       r"|TensorFlow binary is optimized to use available CPU instructions"
+                       r"|^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler"
+                       r"|Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            importlib.import_module(module)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not noise.search(line)))
+            sys.stderr.flush()
+
+
 def _point_caches_into_project() -> None:
     """Keras downloads (ImageNet weights) go under the course's data cache, not the home folder."""
     from helpers.paths import data_dir
@@ -137,6 +173,7 @@ def setup(seed: int = 42, *, persist: bool = False, mixed_precision: bool | None
     """
     persistent = persist_in_drive() if persist else None
     _quiet_tensorflow()
+    _import_tensorflow_quietly()
     _point_caches_into_project()
     import keras
 

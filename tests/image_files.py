@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
+def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **options) -> bytes:
+    """The bytes of an image file: a PIL image or an array (8/16-bit gray, RGB, RGBA) saved as ``fmt``."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import bench_hybrid, bench_images
+from benchmarks import bench_bootstrap, bench_hybrid, bench_images
 
 
 def test_vgg16_conv_stack_costs_about_15_gmac_per_224_px_image():
@@ -34,3 +34,12 @@ def test_hybrid_table_reports_ratios_and_warns_about_a_busy_machine():
     assert "WARNING: load average 3.0" in text and "25%" in text
     assert "96 px is 5.0x faster than 224 px (pixels ratio 5.4x)" in text
     assert "flattened / pooled: 30x the time for 49x the features" in text
+
+
+def test_bootstrap_benchmark_compares_the_same_resamples_both_ways():
+    result = bench_bootstrap.run(n_images=120, n_boot=50)
+    assert (result["images"], result["patients"], result["n_boot"]) == (120, 40, 50)
+    assert result["vectorised_interval"] == pytest.approx(result["loop_interval"])  # the same resamples
+    assert result["speedup"] == pytest.approx(result["loop_seconds"] / result["vectorised_seconds"])
+    text = bench_bootstrap.table(result)
+    assert "| scikit-learn in a loop |" in text and "x faster |" in text and "DIFFERENT" not in text

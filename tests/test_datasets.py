@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from http_server import FaultyServer
 from PIL import Image
 
 from helpers.app.runner import PROFILES
@@ -22,15 +21,7 @@ from helpers.data.dataset import (
     patient_split,
 )
 from helpers.data.registry import mixed_sources_note
-from helpers.data.sources import IEEE8023_COMMIT, SourceUnavailable
-
-IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
-
-
-@pytest.fixture
-def ieee_server(shared_data):
-    with FaultyServer(shared_data / "ieee8023-mini", prefix=IEEE_PREFIX) as server:
-        yield server
+from helpers.data.sources import SourceUnavailable
 
 
 def crossing_patients(manifest: pd.DataFrame) -> set[str]:

@@ -13,11 +13,9 @@ from types import SimpleNamespace
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
-import pydicom
 import pytest
-from PIL import Image
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from image_files import encode as png
+from image_files import make_dicom
 
 from helpers import DISCLAIMER
 from helpers.app import demo
@@ -31,29 +29,6 @@ MB = 1_000_000
 # ---------------------------------------------------------------- uploads
 
 
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def dicom(pixels: np.ndarray) -> bytes:
-    """A minimal 16-bit MONOCHROME2 DICOM file, written in memory."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel = "DX", "MONOCHROME2", 1
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def uploads(shared_data) -> dict[str, bytes]:
     """What learners upload: a real X-ray, the same as 16-bit PNG, RGBA PNG and DICOM, and broken files."""
@@ -64,7 +39,7 @@ def uploads(shared_data) -> dict[str, bytes]:
         "chest.jpg": real.read_bytes(),
         "chest16.png": png(gray.astype(np.uint16) * 16),
         "chest_rgba.png": png(rgba),
-        "chest.dcm": dicom(gray.astype(np.uint16) * 16),
+        "chest.dcm": make_dicom(gray.astype(np.uint16) * 16, Modality="DX"),
         "report.png": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n",
         "empty.png": b"",
         "huge.png": b"\x89PNG\r\n\x1a\n" + bytes(50 * MB),

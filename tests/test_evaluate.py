@@ -120,7 +120,7 @@ def test_bootstrap_rejects_bad_input():
 def test_sensitivity_threshold_meets_target_with_fewest_false_positives(target):
     y, prob = noisy_scores(500, seed=3)
     threshold = ev.choose_threshold(y, prob, rule="sensitivity", target=target)
-    assert ev.binary_metrics(y, prob, threshold)["sensitivity"] >= target
+    assert np.mean(prob[y == 1] >= threshold) >= target
     higher = np.unique(prob[prob > threshold])
     assert all(np.mean(prob[y == 1] >= t) < target for t in higher)
 

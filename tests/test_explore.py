@@ -96,12 +96,15 @@ def test_leakage_counts_near_duplicate_groups_and_the_course_split_keeps_them_to
 def test_source_is_predictable_on_adult_covid_plus_pediatric_normals(mix):
     dataset, images = mix
     assert set(dataset.manifest["source"]) == {"ieee8023", "kermany"}
-    table = explore.shortcut_summary(dataset, images, folds=FOLDS)
-    thumbnail = row(table, "thumbnail")
-    assert thumbnail["AUC"] > 0.85  # measured about 0.99: the shortcut
-    assert thumbnail["accuracy"] > thumbnail["majority accuracy"]
-    assert row(table, "statistics")["AUC"] > 0.8  # image sizes alone give the source away
-    assert row(table, "source", target="label")["AUC"] == 1.0  # the source alone is the label
+    tables = [explore.shortcut_summary(dataset, images, folds=FOLDS, seed=seed) for seed in range(3)]  # CV folds
+    # Measured with cross-validation seeds 0-4: thumbnail AUC 0.99 0.98 0.99 0.98 0.99 (the shortcut);
+    # image statistics 0.95 0.94 0.95 0.95 0.95 (image sizes alone give the source away).
+    assert min(row(table, "thumbnail")["AUC"] for table in tables) > 0.9
+    assert min(row(table, "statistics")["AUC"] for table in tables) > 0.85
+    for table in tables:
+        thumbnail = row(table, "thumbnail")
+        assert thumbnail["accuracy"] > thumbnail["majority accuracy"]
+        assert row(table, "source", target="label")["AUC"] == 1.0  # the source alone is the label
 
 
 def test_source_is_predictable_on_the_synthetic_marker_set(marked):
@@ -110,7 +113,7 @@ def test_source_is_predictable_on_the_synthetic_marker_set(marked):
     table = explore.source_predictability(dataset, images, features=("thumbnail",), folds=FOLDS)
     assert row(table, "thumbnail")["AUC"] > 0.9
     label = explore.source_predictability(dataset, images, target="label", features=("source",), folds=FOLDS)
-    assert label.loc[0, "AUC"] > 0.75  # the marker goes with COVID 90% of the time
+    assert label.loc[0, "AUC"] > 0.75  # the marker goes with COVID 90% of the time; data seeds 0-4: 0.88-0.89
 
 
 def test_one_source_gives_an_empty_table_and_says_why(ieee, capsys):

@@ -20,11 +20,11 @@ pytest.importorskip("xgboost")
 pytest.importorskip("tensorflow")
 
 import xgboost  # noqa: E402
+from conftest import check_recorded_metrics  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from helpers import plots  # noqa: E402
 from helpers.data.dataset import course_dataset  # noqa: E402
-from helpers.evaluation import binary_metrics  # noqa: E402
 from helpers.images import load_images  # noqa: E402
 from helpers.models import hybrid  # noqa: E402
 from helpers.models.hybrid import features as extraction  # noqa: E402
@@ -193,7 +193,7 @@ def test_saved_model_reloads_and_reproduces_predictions(setting, trained, kind):
         np.testing.assert_array_equal(reloaded.predict_features(X), part["probability"])  # what the CSV holds
         np.testing.assert_array_equal(reloaded.predict_features(X), model.predict_proba(X)[:, 1])  # as trained
         # the CSV gives back the threshold's side of every image
-        assert binary_metrics(part["y_true"], part["probability"], metrics["threshold"]) == metrics[split]
+        check_recorded_metrics(metrics[split], part["y_true"], part["probability"], metrics["threshold"])
     pixels = np.concatenate([images.images[(images.manifest["split"] == s).to_numpy()] for s in ("val", "test")])
     np.testing.assert_allclose(reloaded.predict(pixels[:16]), recorded["probability"][:16], atol=1e-5)
     (folder / hybrid.CLASSIFIER_FILES[kind]).unlink()  # as in a run saved before this format

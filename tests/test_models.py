@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import check_recorded_metrics
 
 keras = pytest.importorskip("keras")
 
@@ -34,27 +34,40 @@ def synthetic_images(module_course_dirs):
     return dataset, images.load_images(dataset, 64, progress=False), module_course_dirs[1]
 
 
-def test_small_cnn_learns_synthetic_xrays_well_above_chance(synthetic_images):
-    dataset, image_set, _ = synthetic_images
-    keras.utils.set_random_seed(0)
-    model = build_cnn(64)
-    train.fit(model, image_set, epochs=8, batch_size=16, learning_rate=3e-3, verbose=0)
-    test_images, y = train.split_arrays(image_set, "test")
-    assert binary_metrics(y, train.predict(model, test_images))["auc"] > 0.85
+SEEDS = range(5)
 
 
-def test_shuffled_labels_leave_the_cnn_at_chance(synthetic_images):
-    dataset, image_set, _ = synthetic_images
-    rng = np.random.default_rng(0)
-    shuffled = image_set.manifest.copy()
-    train_rows = shuffled["split"] == "train"
-    shuffled.loc[train_rows, "label"] = rng.permutation(shuffled.loc[train_rows, "label"].to_numpy())
-    broken = images.ImageSet(image_set.images, shuffled)
-    keras.utils.set_random_seed(0)
-    model = build_cnn(64)
-    train.fit(model, broken, epochs=8, batch_size=16, learning_rate=3e-3, verbose=0)
+@pytest.fixture(scope="module")
+def auc_per_seed(synthetic_images):
+    """Test AUC of the small CNN (32 px, 6 epochs) for each seed: on the true labels, and with the train labels
+    shuffled (val keeps its labels, so early stopping still picks the best-looking epoch)."""
+    dataset = synthetic_images[0]
+    image_set = images.load_images(dataset, 32, progress=False)
     test_images, y = train.split_arrays(image_set, "test")
-    assert binary_metrics(y, train.predict(model, test_images))["auc"] < 0.8
+    train_rows = image_set.manifest["split"] == "train"
+    found = {"learned": [], "shuffled": []}
+    for seed in SEEDS:
+        shuffled = image_set.manifest.copy()
+        shuffled.loc[train_rows, "label"] = np.random.default_rng(seed).permutation(shuffled.loc[train_rows, "label"])
+        for kind, labelled in (("learned", image_set), ("shuffled", images.ImageSet(image_set.images, shuffled))):
+            keras.utils.set_random_seed(seed)
+            model = build_cnn(32)
+            train.fit(model, labelled, epochs=6, batch_size=16, learning_rate=3e-3, seed=seed, verbose=0)
+            found[kind].append(binary_metrics(y, train.predict(model, test_images))["auc"])
+    print({kind: np.round(values, 3).tolist() for kind, values in found.items()})
+    return found
+
+
+@pytest.mark.slow
+def test_small_cnn_learns_synthetic_xrays_well_above_chance(auc_per_seed):
+    assert min(auc_per_seed["learned"]) > 0.9  # measured, seeds 0-4: 1.00 1.00 1.00 0.99 1.00
+
+
+@pytest.mark.slow
+def test_shuffled_labels_leave_the_cnn_at_chance(auc_per_seed):
+    # Each seed's AUC on 35 test images varies by about 0.1 around 0.5; their mean by about 0.05.
+    values = auc_per_seed["shuffled"]  # measured, seeds 0-4: 0.46 0.45 0.62 0.44 0.50 (mean 0.50)
+    assert abs(np.mean(values) - 0.5) < 0.15, values
 
 
 def test_saved_model_reloads_and_predicts_what_was_recorded(synthetic_images):
@@ -74,7 +87,7 @@ def test_saved_model_reloads_and_predicts_what_was_recorded(synthetic_images):
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics, default=str))
     test = recorded[recorded["split"] == "test"]
-    assert saved["test"] == binary_metrics(test["y_true"], test["probability"], saved["threshold"])
+    check_recorded_metrics(saved["test"], test["y_true"], test["probability"], saved["threshold"])
     assert saved["gradcam_layer"] == "last_conv" and saved["synthetic"] is True
     assert saved["n_images"]["test"] == len(test)
 
@@ -100,16 +113,12 @@ def test_preprocess_layer_matches_keras_preprocess_input():
 
 
 def test_unreachable_imagenet_weights_fall_back_to_random_init_loudly(monkeypatch, tmp_path):
+    """An empty KERAS_HOME: Keras really tries to download, and the suite's network guard refuses the host."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("keras.src.utils.file_utils.urlretrieve", offline)
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
         model, weights = build_transfer("vgg16", size=32)
     assert weights is None and model.name == "vgg16"
-    with pytest.raises(Exception, match="no network"):
+    with pytest.raises(Exception, match="network access blocked in the tests: looking up 'storage.googleapis.com'"):
         build_transfer("vgg16", size=32, strict=True)
 
 

@@ -17,7 +17,7 @@ import types
 import nbformat
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, check_recorded_metrics
 
 from tools import build_notebooks
 
@@ -159,6 +159,23 @@ def test_smoke_series_runs_every_notebook_on_each_dataset(smoke):
             assert not errors
 
 
+TENSORFLOW_START_UP = ("absl::InitializeLog", "oneDNN custom operations", "TensorFlow binary is optimized",
+                       "To enable the following instructions")
+
+
+def test_executed_notebooks_begin_with_the_setup_summary_not_tensorflow_start_up_lines(smoke):
+    """Issue 15: the first output a learner reads is the versions line of ``setup()``, not TensorFlow's C++ log."""
+    out, _ = smoke
+    for dataset in SMOKE_DATASETS:
+        for name in EXPECTED:
+            executed = read(out / "notebooks" / dataset / f"{name}.ipynb")
+            text = json.dumps([c.get("outputs", []) for c in executed.cells])
+            assert not [line for line in TENSORFLOW_START_UP if line in text], f"{dataset}/{name}"
+            setup_cell = executed.cells[1]
+            assert setup_cell.source == build_notebooks.SETUP_CELL
+            assert setup_cell.outputs[0]["name"] == "stdout" and setup_cell.outputs[0]["text"].startswith("python ")
+
+
 def test_smoke_runs_say_loudly_that_the_data_are_synthetic(smoke):
     out, _ = smoke
     for dataset in SMOKE_DATASETS:
@@ -172,8 +189,6 @@ MODELS = ["cnn", "vgg16", "vgg16-xgboost"]
 
 @pytest.mark.parametrize("model", MODELS)
 def test_model_artifacts_follow_the_contract_and_agree_with_their_predictions(smoke, model):
-    from helpers.evaluation import binary_metrics
-
     out, _ = smoke
     for dataset in SMOKE_DATASETS:
         folder = out / dataset / model
@@ -185,10 +200,7 @@ def test_model_artifacts_follow_the_contract_and_agree_with_their_predictions(sm
         for split in ("val", "test"):
             part = predictions[predictions["split"] == split]
             assert metrics[split]["n"] == len(part) == metrics["n_images"][split]
-            recomputed = binary_metrics(part["y_true"], part["probability"], metrics["threshold"])
-            assert recomputed["confusion_matrix"] == metrics[split]["confusion_matrix"]
-            for key in ("auc", "sensitivity", "specificity", "accuracy"):
-                assert recomputed[key] == pytest.approx(metrics[split][key])
+            check_recorded_metrics(metrics[split], part["y_true"], part["probability"], metrics["threshold"])
         assert any((folder / name).exists() for name in ("model.keras", "model.ubj"))
         assert metrics["environment"]["python"] and metrics["train_seconds"] >= 0
 
@@ -209,3 +221,54 @@ def test_dataset_records_and_the_report_are_written(smoke):
     assert "data:image/png;base64," in html and "SYNTHETIC" in html and "not a diagnostic device" in html
     timings = json.loads((out / "notebooks" / "timings.json").read_text())
     assert {t["notebook"] for t in timings} == set(EXPECTED)
+
+
+# ------------------------------------------------------------ the figures and lesson cells of each notebook
+
+# Cells that must show figures in every SMOKE run: (a call in the cell's source, images that cell must show).
+FIGURES = {
+    "02_cnn_from_scratch": [("plots.plot_images(", 1), ("plots.plot_augmentations(", 1), ("plots.plot_history(", 1),
+                            ("plots.plot_roc_pr([run])", 2)],  # ROC and confusion matrix in one cell
+    "03_transfer_learning": [("plots.plot_phased_history(history", 1), ("plots.plot_roc_pr(runs)", 2)],
+    "04_vgg16_xgboost_hybrid": [("plots.plot_boosting(", 1), ("plots.plot_roc_pr(hybrid_runs)", 2)],
+    "05_evaluation_and_explainability": [("plots.plot_forest(", 1), ("plot_gradcam_grid(panels", 1),
+                                         ("plots.plot_outcome_gradcam(", 1), ("plots.plot_roc_pr(", 1)],
+}
+MIN_IMAGES = {"01_data_exploration": 11, "02_cnn_from_scratch": 5, "03_transfer_learning": 3,
+              "04_vgg16_xgboost_hybrid": 6, "05_evaluation_and_explainability": 9}  # as counted in SMOKE runs
+
+
+def images_of(cell) -> int:
+    return sum("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
+
+
+def test_smoke_notebooks_show_their_figures(smoke):
+    out, _ = smoke
+    for dataset in SMOKE_DATASETS:
+        for name, minimum in MIN_IMAGES.items():
+            executed = read(out / "notebooks" / dataset / f"{name}.ipynb")
+            shown = sum(images_of(cell) for cell in executed.cells if cell.cell_type == "code")
+            assert shown >= minimum, f"{dataset}/{name}: {shown} figures, expected at least {minimum}"
+            for call, count in FIGURES.get(name, []):
+                cells = [cell for cell in executed.cells if cell.cell_type == "code" and call in cell.source]
+                assert cells, f"{name} has no cell calling {call}"
+                assert max(images_of(cell) for cell in cells) >= count, f"{dataset}/{name}: {call} showed no figure"
+
+
+def test_smoke_notebooks_ran_their_lesson_cells(smoke):
+    """The tagged cells that hold the lesson (the CNN, the transfer recipe, the booster, Grad-CAM) executed cleanly."""
+    out, _ = smoke
+    wanted = {"02_cnn_from_scratch": {"lesson-augment", "lesson-cnn", "lesson-compile", "lesson-fit"},
+              "03_transfer_learning": {"lesson-transfer", "lesson-fit", "lesson-finetune"},
+              "04_vgg16_xgboost_hybrid": {"lesson-features", "lesson-xgboost"},
+              "05_evaluation_and_explainability": {"lesson-gradcam"}}
+    for dataset in SMOKE_DATASETS:
+        for name, tags in wanted.items():
+            executed = read(out / "notebooks" / dataset / f"{name}.ipynb")
+            ran = {tag for cell in executed.cells if cell.cell_type == "code" and cell.get("execution_count")
+                   and not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+                   for tag in cell.metadata.get("tags", [])}
+            assert tags <= ran, f"{dataset}/{name}: lesson cells {sorted(tags - ran)} did not run"
+    for dataset in SMOKE_DATASETS:
+        metrics = json.loads((out / dataset / "vgg16" / "metrics.json").read_text())
+        assert isinstance(metrics["params"]["fine_tune_kept"], bool) and metrics["params"]["fine_tune_start"] >= 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from image_files import encode as png
 
 from helpers.app.predict import ModelError, load_model, main, predict_image
 from helpers.images import ImageError, read_image, resize
@@ -37,12 +36,6 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def xray(shared_data) -> Path:
     return shared_data / "kermany-mini" / "NORMAL" / "a-IM-0001-0001.jpg"
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- loading

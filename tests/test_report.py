@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from helpers import evaluation as ev
 from helpers import plots
@@ -172,6 +173,8 @@ def test_comparison_table_has_intervals_and_the_baseline(outputs):
     models = table[table["model"] != ev.BASELINE]
     assert (models["n_images"] == 135).all() and (models["n_patients"] == 45).all()
     assert models["threshold"].tolist() == [r.threshold for r in runs]
+    tests = [r.split("test") for r in runs]
+    assert models["auc"].tolist() == pytest.approx([roc_auc_score(t["y_true"], t["probability"]) for t in tests])
     baseline = table[(table["model"] == ev.BASELINE) & (table["dataset"] == "synthetic")].iloc[0]
     assert (baseline["auc"], baseline["sensitivity"], baseline["specificity"]) == (0.5, 0.0, 1.0)
     assert baseline["threshold_rule"].endswith("(majority of train)")  # majority read from dataset.json

@@ -103,6 +103,7 @@ def test_external_validation_writes_what_the_report_reads(course_dirs):
         external.external_validation(build_cnn(64, filters=(4,)), other, image_set, trained_on="x")
 
 
+@pytest.mark.slow
 def test_a_model_that_learned_the_tag_fails_without_it(course_dirs):
     """The lesson, measured: near-perfect with the tag, far worse with the corner masked or tags swapped.
 
@@ -110,6 +111,10 @@ def test_a_model_that_learned_the_tag_fails_without_it(course_dirs):
     with this project's versions / Colab's: AUC 1.00 / 0.90 -> 0.64 / 0.44 masked; sensitivity at the
     validation threshold 1.00 -> 0.27 / 0.00; specificity 0.90 / 0.85 -> 0.00 / 0.10 with a tag pasted
     on every NORMAL image. (The tag itself is only 95% faithful, so "as is" tops out near 0.95.)
+    The thresholds sit below the worst of seeds 42, 0, 1, 2 (this project's versions), and of Colab's
+    seed 42: AUC as is 1.00 0.99 1.00 0.99 (Colab 0.90); AUC drop when masked 0.36 0.28 0.40 0.40;
+    sensitivity drop 0.73 0.80 0.73 1.00; specificity drop with pasted tags 0.90 0.95 0.95 0.95;
+    sensitivity drop on the external set 0.87 0.80 0.80 1.00; tagged COVID 1.00, tagged NORMAL 0.05.
     """
     dataset = shortcut.shortcut_dataset(smoke=True, verbose=False)
     image_set = load_images(dataset, 64, progress=False)
@@ -119,7 +124,7 @@ def test_a_model_that_learned_the_tag_fails_without_it(course_dirs):
     print(table.round(3).to_string())
     as_is, masked, pasted = (table.loc[c] for c in ("marker as is", "marker masked", "marker on every NORMAL"))
     assert metrics["test"]["auc"] == pytest.approx(as_is["auc"], abs=1e-6)
-    assert as_is["auc"] > 0.85 and as_is["tagged COVID"] > 0.8 and as_is["tagged NORMAL"] <= 0.25
+    assert as_is["auc"] > 0.8 and as_is["tagged COVID"] > 0.8 and as_is["tagged NORMAL"] <= 0.25
     assert as_is["auc"] - masked["auc"] > 0.2
     assert as_is["sensitivity"] - masked["sensitivity"] > 0.5
     assert as_is["specificity"] - pasted["specificity"] > 0.5

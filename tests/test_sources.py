@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import IEEE_PREFIX
 from http_server import FaultyServer
 
 from helpers.data import sources
@@ -34,7 +35,6 @@ from helpers.data.sources import (
     select_ieee8023,
 )
 
-IEEE_PREFIX = f"/ieee8023/covid-chestxray-dataset/{IEEE8023_COMMIT}"
 ACTUALMED_PREFIX = f"/agchung/Actualmed-COVID-chestxray-dataset/{ACTUALMED_COMMIT}"
 COVID_CT_PREFIX = f"/UCSD-AI4H/COVID-CT/{COVID_CT_COMMIT}"
 QUIET = {"progress": False, "retries": 0}
@@ -58,12 +58,6 @@ def check_manifest(prepared, source=None, *, dataset=None):
 @pytest.fixture
 def ieee_mini(shared_data):
     return shared_data / "ieee8023-mini"
-
-
-@pytest.fixture
-def ieee_server(ieee_mini):
-    with FaultyServer(ieee_mini, prefix=IEEE_PREFIX) as server:
-        yield server
 
 
 def test_ieee8023_xray_rows(ieee_server, ieee_mini, tmp_path):

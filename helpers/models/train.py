@@ -112,24 +112,38 @@ def train_transfer(
     Phase 1 trains only the new head on a frozen ImageNet backbone. Phase 2
     unfreezes the top ``fine_tune_fraction`` of the backbone (batch norm stays
     frozen) and continues with a learning rate 100x lower, so the pretrained
-    features are adjusted, not destroyed. Returns ``(model, metrics)``.
+    features are adjusted, not destroyed. Phase 2 is kept only if its best
+    validation AUC beats phase 1's; otherwise the phase-1 weights (and the frozen
+    backbone) are restored. ``params`` in the metrics record ``fine_tune_start``
+    (the epochs of phase 1) and ``fine_tune_kept``. Returns ``(model, metrics)``.
     """
     from helpers.images import load_images
-    from helpers.models import backbone_spec, build_transfer, unfreeze_top
+    from helpers.models import backbone_spec, build_transfer, freeze_backbone, unfreeze_top
 
     size = img_size or backbone_spec(backbone).size
     image_set = load_images(dataset, size)
     model, used = build_transfer(backbone, size=size, weights=weights, strict=strict)
     print(f"{backbone}: phase 1, frozen backbone ({epochs} epochs at {size}px, weights={used})")
     history = fit(model, image_set, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                  verbose=verbose)
+                  verbose=verbose) if epochs else {}
+    fine_tune_start, kept = len(history.get("loss", [])), None
     if fine_tune_epochs:
+        phase_one = max(history.get("val_auc", []), default=float("-inf"))
+        phase_one_weights = model.get_weights()
         n = unfreeze_top(model, fine_tune_fraction)
         print(f"{backbone}: phase 2, fine-tuning the top {n} layers ({fine_tune_epochs} epochs)")
         history = fit(model, image_set, epochs=fine_tune_epochs, batch_size=batch_size,
                       learning_rate=fine_tune_learning_rate, verbose=verbose, history=history)
+        phase_two = max(history.get("val_auc", [])[fine_tune_start:], default=float("-inf"))
+        kept = phase_two > phase_one
+        if not kept:
+            freeze_backbone(model)  # the trainable flags of phase 1 first: the weights' order follows them
+            model.set_weights(phase_one_weights)
+        print(f"{backbone}: best validation AUC {phase_one:.3f} in phase 1, {phase_two:.3f} in phase 2: "
+              + ("fine-tuned weights kept" if kept else "phase-1 weights restored (fine-tuning did not help)"))
     params = {"epochs": epochs, "fine_tune_epochs": fine_tune_epochs, "fine_tune_fraction": fine_tune_fraction,
-              "img_size": size, "batch_size": batch_size}
+              "img_size": size, "batch_size": batch_size, "fine_tune_start": fine_tune_start,
+              "fine_tune_kept": kept}
     trainable = int(sum(keras.ops.size(w) for w in model.trainable_weights))
     metrics = evaluate_and_save(model, image_set, dataset, name=backbone, history=history, weights=used or "random",
                                 params={**params, "trainable_parameters": trainable})

@@ -230,6 +230,95 @@ def plot_images(images, titles, *, ncols: int = 6, title: str = "", synthetic: b
     return fig
 
 
+# =========================================================================================
+# Lesson figures: augmentation, two-phase learning curves, a forest plot of test AUCs.
+# =========================================================================================
+
+
+def plot_augmentations(image, augment, *, n: int = 8, ncols: int = 5, title: str | None = None,
+                       synthetic: bool = False, size: float = 2.2):
+    """One image, ``n`` passes through ``augment`` in training mode, and its horizontal flip (never used).
+
+    ``image`` is ``H x W`` (grayscale) or ``H x W x 3``, uint8; ``augment`` is a Keras layer
+    (or any callable taking a ``1 x H x W x 3`` float batch and ``training=True``).
+    """
+    image = np.asarray(image)
+    rgb = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+    batch = rgb[None].astype(np.float32)
+    panels = [(image, "original")]
+    for i in range(n):
+        out = np.asarray(augment(batch, training=True))[0, ..., 0]
+        panels.append((np.clip(out, 0, 255), f"augmented #{i + 1}"))
+    panels.append((image[:, ::-1], "horizontal flip:\nNOT used (anatomy)"))
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (shown, text) in zip(axes.ravel(), panels):
+        ax.imshow(shown[..., 0] if shown.ndim == 3 else shown, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(text, fontsize=8, color="firebrick" if "NOT" in text else "black")
+    synthetic_title(fig, title, synthetic=synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def plot_phased_history(history: dict, fine_tune_start: int | None, *, title: str = "training",
+                        synthetic: bool = False, kept: bool | None = None):
+    """:func:`plot_history` with a line where fine-tuning starts (after ``fine_tune_start`` epochs).
+
+    ``kept``: whether the fine-tuned weights were kept (phase 2 beat phase 1 on validation AUC); shown in the legend.
+    """
+    fig = plot_history(history, title=title, synthetic=synthetic)
+    if fine_tune_start is not None and fine_tune_start < len(history.get("loss", [])):
+        label = "fine-tuning starts" + ("" if kept is None else (" (kept)" if kept else " (not kept: phase 1 was better)"))
+        for ax in fig.axes:
+            ax.axvline(fine_tune_start + 0.5, color="k", ls="--", lw=1, label=label)
+            ax.legend(fontsize="small")
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    return fig
+
+
+def plot_forest(table, *, metric: str = "auc", title: str | None = None):
+    """A forest plot: each model's ``metric`` with its 95% interval, one row per model, baseline included.
+
+    ``table`` is :func:`helpers.evaluation.comparison_table` (columns ``model, dataset, synthetic,
+    <metric>, <metric>_low, <metric>_high``); the majority baseline rows are drawn in grey and its value
+    as a dashed line.
+    """
+    from helpers.evaluation import BASELINE
+
+    rows = table.reset_index(drop=True)
+    several = rows["dataset"].nunique() > 1
+    labels = [f"{r.dataset}/{r.model}" if several else r.model for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
+    positions = np.arange(len(rows))[::-1]
+    for y, (_, row) in zip(positions, rows.iterrows()):
+        baseline = row["model"] == BASELINE
+        estimate, low, high = (float(row[k]) for k in (metric, f"{metric}_low", f"{metric}_high"))
+        color = "grey" if baseline else "tab:blue"
+        if not (np.isnan(low) or np.isnan(high)):
+            ax.hlines(y, low, high, color=color, lw=2)
+        ax.plot(estimate, y, "s" if not baseline else "D", color=color, ms=7)
+        text = "n/a" if np.isnan(estimate) else f"{estimate:.2f}" + (
+            "" if np.isnan(low) or np.isnan(high) else f" ({low:.2f}-{high:.2f})")
+        ax.annotate(text, (1.02, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    baselines = rows.loc[rows["model"] == BASELINE, metric].dropna()
+    if len(baselines):
+        ax.axvline(float(baselines.iloc[0]), color="grey", ls="--", lw=1, label=f"{BASELINE}")
+        ax.legend(loc="best", fontsize="small")
+    ax.set_yticks(positions, labels)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set(xlabel=f"test {metric.upper() if metric == 'auc' else metric} (95% patient-bootstrap interval)",
+           xlim=(min(0.4, float(np.nanmin(rows[f"{metric}_low"].to_numpy(float), initial=0.4))) - 0.02, 1.02))
+    ax.grid(axis="x", alpha=0.3)
+    synthetic_title(ax, title or f"{', '.join(sorted(set(rows['dataset'])))}: every model on one test set",
+                    synthetic=bool(rows["synthetic"].any()))
+    fig.tight_layout()
+    return fig
+
+
 # Figures with a module of their own, re-exported here: `from helpers import plots` gives every figure.
 from helpers.plots.gradcam import plot_gradcam_grid, plot_outcome_gradcam, plot_shortcut_gradcam  # noqa: E402, F401
 from helpers.plots.hybrid import plot_boosting, plot_feature_importance, plot_importance_map, plot_time_breakdown  # noqa: E402, F401

@@ -11,10 +11,11 @@
 #   (experiment b);
 # - why COVID-19 models must not flip chest images horizontally.
 #
-# In 2020 hundreds of papers reported near-perfect COVID-19 detection from chest images. A
-# systematic review that screened 2,212 studies (Roberts et al. 2021) found none of the models fit
-# for clinical use. Among the most common flaws were the data problems this notebook measures:
-# the same patients (or images) in training and testing, and "Frankenstein" datasets whose classes
+# In 2020 paper after paper reported near-perfect COVID-19 detection from chest images. A
+# systematic review (Roberts et al. 2021) screened 2,212 studies, included 62 of them, and found
+# none of their models fit for clinical use. Among the most common flaws were the data problems
+# this notebook measures: the same patients (or images) in training and testing, and
+# "Frankenstein" datasets whose classes
 # come from different sources, such as pediatric normals against adult COVID-19 cases. Nothing
 # here trains a deep network: look at the data before you model it.
 #
@@ -162,7 +163,8 @@ figures.plot_mean_images(dataset, images, by="label");
 # ## 7. Near-duplicates
 #
 # The same picture can appear twice: resized, recompressed, cropped, or uploaded by two papers.
-# `near_duplicates` compares perceptual hashes (a 256-bit fingerprint of the coarse image) and
+# `near_duplicates` compares perceptual hashes (a 256-bit fingerprint of the coarse image: 16 x 16
+# bits; chest images all look alike, and a 64-bit one cannot tell them apart) and
 # groups images that are nearly identical. The course's split keeps each group on one side.
 
 # %%
@@ -189,7 +191,7 @@ figures.plot_near_duplicates(dataset, pairs);
 #
 # Many early COVID-19 papers shuffled *images* into train and test. Then images of one patient
 # sit on both sides, and the model can recognise the patient rather than the disease. Here we
-# split the same data three ways (20% test) and count what crosses over:
+# split the same data three ways (`test_fraction=0.2`) and count what crosses over:
 # an image-level random split, a patient-level split, and the split this course uses (which
 # also keeps near-duplicate groups together).
 
@@ -254,7 +256,8 @@ if SHORTCUT_DEMO:
 # %% [markdown]
 # **What to read.** The average images differ mostly in the corner, and the thumbnail tells the
 # two hospitals apart almost perfectly. The source alone predicts the label well above the
-# majority baseline, because the tag goes with COVID 90% of the time. A network trained on this
+# majority baseline, because the tag goes with COVID far more often than with NORMAL (the table of
+# sources above counts it). A network trained on this
 # set can look excellent and be reading the tag: notebook 05 tests exactly that, by masking the
 # corner and by pasting the tag onto normal images.
 #
@@ -283,9 +286,11 @@ if mix is not None:
 # %% [markdown]
 # **What to read.** On the mix, the source (adult or child) is predicted almost perfectly from
 # the thumbnail, and the label as well: because they are the same thing. Compare the label AUC
-# with the one on the adult-only dataset above. The tests of this course show the same on real
-# sample images: a mix of adult COVID-19 images (Cohen et al.) and pediatric normals (Kermany et
-# al.) has a source AUC of about 0.99 from 16x16 thumbnails.
+# with the one on the adult-only dataset above. The course's tests run the same check on two small
+# folders of real sample files (`ieee8023-mini`, adult COVID-19 images of Cohen et al., and
+# `kermany-mini`, pediatric normals of Kermany et al.): on those sample files the source AUC from
+# 16x16 thumbnails was about 0.99 when the test was written. That figure is from the sample files,
+# not from this run.
 #
 # ## 10. CT: the file format as a shortcut
 #
@@ -342,7 +347,7 @@ explore.source_predictability(dataset, images, target="label", features=("file f
 #    train: the count of leaked patients usually grows while the share of leaked test images stays
 #    high. Either way only a patient-level split makes it zero.
 # 2. Yes: the tag changes the average brightness of the top-right corner, which survives even in
-#    4x4 pixels (AUC close to 1). Shortcuts need no detail, which is why they are learned first.
+#    4x4 pixels: the AUC stays high. Shortcuts need no detail, which is why they are learned first.
 #    At 32x32 the result is the same.
 # 3. Build a subset with `helpers.images.ImageSet(marked_images.images[keep],
 #    marked_images.manifest[keep].reset_index(drop=True))` where `keep` is that boolean mask, and
@@ -351,8 +356,8 @@ explore.source_predictability(dataset, images, target="label", features=("file f
 #    number a model should be judged on (for synthetic data it stays high, because the opacities
 #    are strong by construction).
 # 4. Views become "axial", age and sex are synthetic (COVID-CT publishes none), the sample grid
-#    shows slices. On synthetic CT every file is PNG, so the file format predicts nothing (AUC
-#    0.5); on COVID-CT the extension alone separates most COVID from non-COVID slices.
+#    shows slices. On synthetic CT every file is PNG, so the file format predicts nothing (chance
+#    level); on COVID-CT the extension alone separates most COVID from non-COVID slices.
 # </details>
 #
 # ## References

@@ -4,7 +4,8 @@
 # **What you will learn**
 # - how to use a pretrained CNN (VGG16 on ImageNet) as a **fixed feature extractor** and train a
 #   different classifier on its features: gradient-boosted trees (XGBoost), the "hybrid" of several
-#   COVID-19 papers;
+#   COVID-19 papers, both written out (`include_top=False` and a pooling layer, `predict`, then an
+#   `XGBClassifier` with early stopping on the validation split);
 # - **pooled** (512 numbers per image) versus **flattened** (7 x 7 x 512 = 25,088 numbers at 224 px)
 #   features: what the extra numbers buy and what they cost;
 # - why a hybrid must be compared with the simplest model on the **same** features, a logistic
@@ -31,7 +32,7 @@ EARLY_STOPPING_ROUNDS = 50  # stop when validation AUC has not improved for this
 N_JOBS = None  # XGBoost's CPU threads (None: all); 1 is often faster for small tables on a busy CPU
 
 # %%
-if SMOKE:  # a few hundred tiny images; a higher learning rate needs fewer trees
+if SMOKE:  # tiny images, and few of them; a higher learning rate needs fewer trees
     IMG_SIZE, N_ESTIMATORS, LEARNING_RATE, EARLY_STOPPING_ROUNDS, N_JOBS = min(IMG_SIZE, 64), 300, 0.1, 20, 1
 
 # %% [markdown]
@@ -41,10 +42,17 @@ if SMOKE:  # a few hundred tiny images; a higher learning rate needs fewer trees
 # images are decoded once per size and cached.
 
 # %%
+import time
+
+import keras
+import numpy as np
 import pandas as pd
+import xgboost
+from keras import layers
 
 from helpers import data, evaluation, images, plots
-from helpers.models import hybrid
+from helpers.models import Preprocess, hybrid, with_weights_fallback
+from helpers.models.pipeline import make_pipeline
 from helpers.runs import read_runs
 
 dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
@@ -59,19 +67,53 @@ if dataset.synthetic:
 # last convolution block and never trained at all: every image goes through it once, and what
 # comes out is a table, one row per image. Any classifier can then learn from that table.
 #
-# Two ways to turn VGG16's last feature map (7 x 7 positions x 512 channels at 224 px) into a row:
+# Two ways to turn VGG16's last feature map (`IMG_SIZE / 32` x `IMG_SIZE / 32` positions x 512
+# channels: 7 x 7 x 512 at 224 px) into a row:
 #
-# - **`avg`**: average each channel over the 7 x 7 positions: **512** numbers. Where in the image
+# - **`avg`**: average each channel over the positions: **512** numbers. Where in the image
 #   something was seen is lost; that it was seen is kept.
-# - **`flatten`**: keep every position: **25,088** numbers. Position is kept, at the price of 49
-#   times more columns, most of them near zero.
+# - **`flatten`**: keep every position: 7 x 7 x 512 = **25,088** numbers at 224 px. Position is
+#   kept, at the price of 49 times more columns, most of them near zero.
 #
-# `hybrid.extract_features` feeds the images through a `tf.data` pipeline (batched, prefetched)
-# into VGG16 with its own preprocessing (`caffe`: BGR minus the ImageNet mean) inside the model,
-# and caches the result. The cache file's name holds the dataset's key, the backbone, the size,
-# the pooling and the weights, so changing any of them extracts again; a stale cache is never read.
-# If the ImageNet weights cannot be downloaded, the extractor starts from random weights with a
-# loud warning (unless `STRICT`), and every table below says `random`.
+# The extractor, written out: VGG16 without its ImageNet head (`include_top=False`), its own
+# preprocessing in front (`caffe`: BGR minus the ImageNet mean), the pooling behind. It is built in
+# `float32` even on a GPU, so that the features do not depend on the device. If the ImageNet
+# weights cannot be downloaded, `with_weights_fallback` builds it with random weights, with a loud
+# warning (unless `STRICT`).
+
+# %% tags=["lesson-features"]
+def make_extractor(weights, pooling="avg"):
+    inputs = keras.Input((IMG_SIZE, IMG_SIZE, 3), name="image")
+    x = Preprocess("caffe", name="preprocess")(inputs)
+    base = keras.applications.VGG16(include_top=False, weights=weights, input_tensor=x)
+    pool = layers.GlobalAveragePooling2D if pooling == "avg" else layers.Flatten
+    return keras.Model(inputs, pool(name="features")(base.output), name="vgg16_features")
+
+
+keras.mixed_precision.set_global_policy("float32")  # the extractor computes in float32, also on a GPU
+extractor, used = with_weights_fallback(make_extractor, WEIGHTS, name="vgg16", strict=STRICT)
+keras.mixed_precision.set_global_policy("mixed_float16" if ENV.mixed_precision else "float32")  # as before
+extractor.trainable = False
+print(f"VGG16 extractor ({used or 'random'} weights): {IMG_SIZE}px in, "
+      f"{extractor.get_layer('block5_pool').output.shape[1:]} feature map, {extractor.output.shape[1]} features out")
+
+# %% [markdown]
+# Then one pass over the decoded images: `make_pipeline` batches them (grey repeated on three
+# channels, prefetched), and `predict` turns each batch into rows of the table. Nothing is
+# trained: this is the expensive, GPU-friendly part, paid once.
+
+# %%
+started = time.perf_counter()
+X = extractor.predict(make_pipeline(image_set.images, batch_size=BATCH_SIZE), verbose=0)
+print(f"{X.shape[0]} images -> a {X.shape[0]} x {X.shape[1]} table in {time.perf_counter() - started:.1f} s")
+
+# %% [markdown]
+# `hybrid.extract_features` does exactly this, for both poolings, and **caches** the tables. The
+# cache file's name holds the dataset's key, the backbone, the size, the pooling and the weights,
+# so changing any of them extracts again; a stale cache is never read. (Without ImageNet weights
+# it also draws the random filters from a fixed seed, so that the upload demo can rebuild the same
+# extractor; our random filters above are other random filters, and only ImageNet features can
+# agree.) From here on the notebook uses its tables.
 
 # %%
 features = {
@@ -79,14 +121,15 @@ features = {
                                      batch_size=BATCH_SIZE, strict=STRICT)
     for pooling in POOLINGS
 }
+if "avg" in features and used:
+    print(f"largest difference between our table and the helper's: {np.abs(X - features['avg'].X).max():.1e}")
 pd.DataFrame([{"pooling": p, "images": f.X.shape[0], "features": f.X.shape[1], "MB": round(f.X.nbytes / 1e6, 1),
                "extraction s": f.seconds, "from cache": f.from_cache, "weights": f.weights or "random"}
               for p, f in features.items()]).set_index("pooling")
 
 # %% [markdown]
 # Run the same call again: this time the features come from the cache in a fraction of a second
-# (it says `cache hit`). Extraction is the expensive, GPU-friendly part; it is done once, and the
-# classifiers below can be re-trained as often as you like.
+# (it says `cache hit`), and the classifiers below can be re-trained as often as you like.
 
 # %%
 features = {pooling: hybrid.extract_features(dataset, image_set, weights=WEIGHTS, pooling=pooling,
@@ -95,20 +138,51 @@ features = {pooling: hybrid.extract_features(dataset, image_set, weights=WEIGHTS
 # %% [markdown]
 # ## 3. XGBoost on the features
 #
-# `hybrid.train_xgboost` fits gradient-boosted trees (`tree_method="hist"`; on the GPU when one is
-# present, `device="cuda"`) on the **train** split and watches the AUC on the **validation**
-# split after every tree: when it has not improved for `EARLY_STOPPING_ROUNDS` trees, training stops and the best
-# round is kept (early stopping). `scale_pos_weight` (NORMAL / COVID in train) balances the
-# classes. The test split is not used for any of this.
+# Gradient-boosted trees, written out for the pooled features. `XGBClassifier` grows one small tree
+# after another (`max_depth=4`), each correcting the errors of the ones before, with the `hist`
+# method (on the GPU when there is one: `device="cuda"`). Three settings carry the lesson:
+#
+# - `eval_set=[(X_val, y_val)]` with `eval_metric="auc"`: after every tree, the AUC on the
+#   **validation** split;
+# - `early_stopping_rounds`: when that AUC has not improved for so many trees, training stops, and
+#   predictions use the best round (`best_iteration`): **early stopping** on validation;
+# - `scale_pos_weight` (NORMAL / COVID in train) balances the classes, as the class weights did for
+#   the networks.
+#
+# The test split is not used for any of this.
+
+# %% tags=["lesson-xgboost"]
+X_train, y_train = features["avg"].split("train")
+X_val, y_val = features["avg"].split("val")
+booster = xgboost.XGBClassifier(
+    n_estimators=N_ESTIMATORS, learning_rate=LEARNING_RATE, max_depth=4, tree_method="hist",
+    device=hybrid.default_device(), eval_metric="auc", early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+    scale_pos_weight=(y_train == 0).sum() / (y_train == 1).sum(), random_state=42, n_jobs=N_JOBS,
+)
+started = time.perf_counter()
+booster.fit(X_train, y_train, eval_set=[(X_val, y_val)], verbose=False)
+seconds = time.perf_counter() - started
+rounds = booster.get_booster().num_boosted_rounds()
+print(f"{rounds} trees grown in {seconds:.1f} s; best round {booster.best_iteration + 1}, "
+      f"validation AUC {booster.best_score:.3f}")
+
+# %% [markdown]
+# `hybrid.train_xgboost` is the same fit (a test of the course keeps the two equal); it trains the
+# flattened model below. `save_hybrid` writes each model with its validation and test predictions,
+# the threshold chosen on validation, and `features.json` (what rebuilds the extractor), to
+# `outputs/<dataset>/<model>/`.
 
 # %%
 NAMES = {"avg": "vgg16-xgboost", "flatten": "vgg16-xgboost-flat"}
-xgb_models, results = {}, []
-for pooling, feats in features.items():
-    model, info = hybrid.train_xgboost(feats, n_estimators=N_ESTIMATORS, learning_rate=LEARNING_RATE,
+xgb_models, results = {"vgg16-xgboost": booster}, []
+info = {"seconds": round(seconds, 2), "best_iteration": int(booster.best_iteration), "val_auc": booster.best_score,
+        "device": hybrid.default_device(), "n_features": features["avg"].n_features, "rounds": rounds}
+results.append(hybrid.save_hybrid("vgg16-xgboost", booster, features["avg"], dataset, info=info))
+for pooling in [p for p in POOLINGS if p != "avg"]:
+    model, info = hybrid.train_xgboost(features[pooling], n_estimators=N_ESTIMATORS, learning_rate=LEARNING_RATE,
                                        early_stopping_rounds=EARLY_STOPPING_ROUNDS, n_jobs=N_JOBS)
     xgb_models[NAMES[pooling]] = model
-    results.append(hybrid.save_hybrid(NAMES[pooling], model, feats, dataset, info=info))
+    results.append(hybrid.save_hybrid(NAMES[pooling], model, features[pooling], dataset, info=info))
     print(f"{NAMES[pooling]}: {info['n_features']} features, {info['rounds']} trees grown, best round "
           f"{info['best_iteration'] + 1} (val AUC {info['val_auc']:.3f}), {info['seconds']:.1f} s on {info['device']}")
 
@@ -116,7 +190,7 @@ for pooling, feats in features.items():
 # What early stopping saw: the validation AUC after each tree, and the round that was kept
 # (dotted). A curve that rises and flattens is normal; trees after the dotted line were grown
 # but are not used. On small validation sets the curve is jagged: one image more or less right
-# moves the AUC by a few hundredths.
+# moves the AUC by a visible step.
 
 # %%
 plots.plot_boosting(xgb_models, synthetic=dataset.synthetic);
@@ -146,6 +220,15 @@ table = hybrid.results_table(results)
 table.round(3)
 
 # %% [markdown]
+# The ROC curves of the hybrids on the test split (dots: the thresholds chosen on validation) and
+# their confusion matrices at those thresholds:
+
+# %%
+hybrid_runs = [run for run in read_runs(dataset=dataset.name) if run.model in table.index]
+plots.plot_roc_pr(hybrid_runs);
+plots.plot_confusion_matrices(hybrid_runs);
+
+# %% [markdown]
 # The same models with patient-bootstrap 95% intervals, next to the majority-class baseline and,
 # if you ran them, the CNN of notebook 02 and the fine-tuned VGG16 of notebook 03. Overlapping
 # intervals mean the test set cannot tell the models apart.
@@ -160,15 +243,20 @@ evaluation.format_comparison(evaluation.comparison_table(runs, n_boot=200 if SMO
 
 # %%
 plots.plot_time_breakdown(table, synthetic=dataset.synthetic);
+if {"vgg16-xgboost", "vgg16-xgboost-flat"} <= set(table.index):
+    pooled, flat = table.loc["vgg16-xgboost"], table.loc["vgg16-xgboost-flat"]
+    print(f"XGBoost on {pooled['n_features']} pooled features: {pooled['training s']:.1f} s; on "
+          f"{flat['n_features']} flattened features: {flat['training s']:.1f} s, with the same "
+          f"{len(image_set.manifest)} images ({(image_set.manifest['split'] == 'train').sum()} of them in train)")
 
 # %% [markdown]
-# **What to read here.** With 49 times more columns, the flattened fit takes far longer: XGBoost's
-# `hist` method builds a histogram per feature per tree, so its cost grows with images x
-# features. Measured on 2 CPU cores, XGBoost on 1000 x 25,088 flattened features took about
-# 250 s, on 1000 x 512 pooled features about 4 s (`benchmarks/bench_hybrid.py` measures it on
-# your machine). On a GPU (`device="cuda"`) the gap shrinks a lot. Whether the 60-fold cost buys
-# anything shows in the AUC column: usually little or nothing, because most of the 25,088 values
-# are near zero and the few hundred training images cannot support that many columns. And the
+# **What to read here.** With 49 times more columns, the flattened fit takes longer (the line
+# printed above gives this run's times): XGBoost's `hist` method builds a histogram per feature per
+# tree, so its cost grows with images x features. On small tables (the SMOKE run) fixed costs hide
+# the difference; at full size it dominates the notebook (`benchmarks/bench_hybrid.py` measures it
+# on your machine). On a GPU (`device="cuda"`) the gap shrinks a lot. Whether the extra cost buys
+# anything shows in the AUC column: usually little or nothing, because most of the flattened values
+# are near zero and a training split of this size cannot support that many columns. And the
 # logistic regression row is the one to beat: on good pretrained features a linear model is often
 # as good as the trees, and it trains in seconds.
 #
@@ -209,8 +297,8 @@ if "flatten" in features:
 # %% [markdown]
 # **CT.** Everything above works unchanged with `DATASET = "covid-ct"` (or `"synthetic-ct"`
 # offline). What differs: the images are axial slices, so the grid cells map to other anatomy
-# (the lungs fill the middle of the slice, left and right); the COVID-CT dataset is small (a few
-# hundred slices), which suits a fixed extractor with a simple classifier on top; and slices of
+# (the lungs fill the middle of the slice, left and right); the COVID-CT dataset is small, which
+# suits a fixed extractor with a simple classifier on top; and slices of
 # one patient are not independent, which is why the split and the confidence intervals group
 # them by patient.
 #
@@ -225,13 +313,20 @@ if "flatten" in features:
 #   unstable, and a shortcut can be "important" too.
 #
 # ## Exercises
+# Compare settings by their **validation** AUC (`booster.best_score`, the `val_auc` of each
+# `info`, the validation column of the logistic regression's table): the test split is measured
+# once, for the record, and choosing a setting by it makes the test score optimistic.
+#
 # 1. Train a logistic regression on the flattened features (`hybrid.train_logistic(features["flatten"])`).
-#    How does it compare with the pooled one, and with XGBoost on the flattened features?
+#    How does its validation AUC compare with the pooled one's, and with XGBoost on the flattened
+#    features?
 # 2. Change `IMG_SIZE` to 128. How many flattened features are there now, and what happens to the
-#    extraction and training times and to the AUC?
-# 3. Re-train the pooled XGBoost with `seed=1` and compare the top-15 feature lists. What does
-#    that tell you about reading importance?
-# 4. Set `WEIGHTS = None` (random VGG16 weights) and compare with ImageNet weights. What does the
+#    extraction and training times and to the validation AUC?
+# 3. In the `XGBClassifier` cell, set `random_state=1` and compare the top-15 feature lists. What
+#    does that tell you about reading importance?
+# 4. In the same cell, try `max_depth=2` and `max_depth=8`, and `EARLY_STOPPING_ROUNDS = 5`. What
+#    happens to the number of trees kept and to the validation AUC?
+# 5. Set `WEIGHTS = None` (random VGG16 weights) and compare with ImageNet weights. What does the
 #    difference say about transfer learning?
 #
 # <details><summary>Solutions</summary>
@@ -239,13 +334,16 @@ if "flatten" in features:
 # 1. With standardized features and `C` chosen on validation it usually matches or beats its pooled
 #    version and the flattened XGBoost, at a fraction of the time: strong regularisation copes
 #    with many columns better than trees on few images.
-# 2. (128 / 32)^2 x 512 = 8,192. Extraction is about three times faster (cost grows with the
-#    pixels), the flattened XGBoost fit about three times faster (cost grows with the columns);
-#    the AUC usually drops a little, as fine detail is lost.
+# 2. (128 / 32)^2 x 512 = 8,192. Extraction gets faster (its cost grows with the pixels, here by
+#    about (224 / 128)^2), and so does the flattened XGBoost fit (its cost grows with the columns);
+#    the validation AUC usually drops a little, as fine detail is lost.
 # 3. The top predictions hardly change, but the list reorders and channels appear or disappear:
 #    among correlated features the choice is arbitrary. Read importance as "this kind of
 #    information is used", never as "this channel is the sign".
-# 4. On real images, random features do much worse than ImageNet features: the value of the
+# 4. Shallow trees need more rounds to reach the same validation AUC; deep trees fit the training
+#    split faster and stop earlier, and on small data they over-fit. A very short patience stops
+#    at the first plateau, often too early: the kept round and the validation AUC both drop.
+# 5. On real images, random features do much worse than ImageNet features: the value of the
 #    hybrid is in the pretrained filters. (On the synthetic cartoons even random filters separate
 #    the classes, because the opacities change the image statistics so plainly.)
 # </details>

@@ -9,14 +9,16 @@
 # - how to choose a decision threshold on the validation split for a screening goal (few missed
 #   cases), and what it does on the test split;
 # - what a positive or negative call means at realistic prevalences (PPV and NPV at 1%, 5%, 20%);
-# - how to look inside a model with **Grad-CAM**, and what a suspicious heatmap looks like;
+# - how to compute **Grad-CAM** yourself (a gradient tape over the last convolution), compare its
+#   maps across every trained model, and what a suspicious heatmap looks like;
 # - why **external validation** (a second hospital) is the test that matters, and how a model
 #   that reads a text marker instead of the lungs scores near-perfectly until the marker is gone.
 #
-# Why this matters: Roberts et al. (2021) reviewed 62 published models that detect COVID-19 on
-# chest X-rays and CT and found **none** fit for clinical use, mostly for the reasons this notebook
-# shows: biased datasets, no external validation, and models that learned the source of an image
-# rather than the disease (DeGrave et al. 2021).
+# Why this matters: Roberts et al. (2021) screened 2,212 studies of machine learning for COVID-19 on
+# chest X-rays and CT, included 62 in their systematic review, and found **none** of their models fit
+# for clinical use, mostly for the reasons this notebook shows: biased datasets, no external
+# validation, and models that learned the source of an image rather than the disease (DeGrave et
+# al. 2021).
 #
 # **Run time:** (filled in by tools/build_notebooks.py from notebooks/timings.json)
 
@@ -30,6 +32,7 @@ N_BOOT = 1000  # bootstrap resamples for every confidence interval
 EPOCHS = 10  # for the quick CNNs this notebook trains itself
 IMG_SIZE = 128  # for those quick CNNs
 BATCH_SIZE = 32
+GRADCAM_MODELS = "all"  # Grad-CAM of the same test images for each of these models: "all", or e.g. ["cnn", "vgg16"]
 
 # %%
 if SMOKE:
@@ -47,6 +50,7 @@ if SMOKE:
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from IPython.display import display
 
@@ -83,9 +87,18 @@ table = evaluation.comparison_table(runs, n_boot=N_BOOT)
 evaluation.format_comparison(table).drop(columns=["Dataset"])
 
 # %% [markdown]
+# The AUC column as a **forest plot**: one row per model, the square at its test AUC, the bar its
+# 95% interval; the grey diamond and dashed line are the majority baseline.
+
+# %%
+plots.plot_forest(table);
+
+# %% [markdown]
 # **What to read here.** Look at the intervals before the point estimates: where two models'
-# AUC intervals overlap widely, the test set cannot tell them apart. Sensitivity and specificity
-# are read at each model's own threshold, chosen on the validation split (Youden's J).
+# bars overlap widely, the test set cannot tell them apart, whatever the order of the squares. A
+# bar that reaches the baseline's line belongs to a model that may have learned nothing useful.
+# Sensitivity and specificity in the table are read at each model's own threshold, chosen on the
+# validation split (Youden's J).
 #
 # The same AUC interval for the model with the best **validation** AUC, drawing patients and then
 # drawing images (never choose a model on the test split: that makes the test score optimistic):
@@ -167,6 +180,9 @@ plots.plot_calibration(runs);
 val = best.split("val")
 screening = evaluation.choose_threshold(val["y_true"], val["probability"], rule="sensitivity",
                                       target=TARGET_SENSITIVITY)
+n_covid_val = int(val["y_true"].sum())
+print(f"{best.model}: {n_covid_val} COVID images in the validation split, so one missed case moves the validation "
+      f"sensitivity by {100 / max(n_covid_val, 1):.1f} percentage points")
 examples.operating_points(best, {"Youden's J": best.threshold,
                                  f"sensitivity >= {TARGET_SENSITIVITY:.0%} on val": screening}, n_boot=N_BOOT)
 
@@ -178,9 +194,8 @@ plots.plot_threshold_tradeoff(best);
 # threshold is lower and buys sensitivity with specificity; where Youden's already catches every
 # validation case, the screening rule may even pick a *higher* threshold that still meets the
 # target. Either way, on the test split the sensitivity may fall short of the target: the
-# threshold was fitted to a few dozen validation cases (with 15 COVID cases in validation, each
-# missed case costs almost 7 percentage points of sensitivity). The test interval says how far
-# short it may fall.
+# threshold was fitted to the few validation cases counted above, where each missed case moves the
+# sensitivity by the step printed there. The test interval says how far short it may fall.
 #
 # ## 7. What a call means at a realistic prevalence
 #
@@ -197,21 +212,119 @@ evaluation.predictive_values(at_screening["sensitivity"], at_screening["specific
                            prevalences=(0.01, 0.05, 0.2)).set_index("prevalence").round(3)
 
 # %% [markdown]
-# **What to read here.** At 1% prevalence even a specific test produces mostly false alarms: with
-# sensitivity 0.95 and specificity 0.90, fewer than 1 in 10 positive calls is COVID. The NPV is
-# high at low prevalence almost whatever the model does. This is why a screening model's positive
+# **What to read here.** At 1% prevalence even a specific test produces mostly false alarms (exercise
+# 2 works an example through by hand): read the PPV row at 0.01. The NPV is high at low prevalence
+# almost whatever the model does. This is why a screening model's positive
 # call needs confirmation (PCR), and why accuracy on a balanced test set says little about use.
-# A test specificity of 1.00 gives a PPV of 1.00 here, but it was measured on a few dozen normal
-# images: plug in the lower end of its confidence interval (section 6) to see a more honest PPV.
+# A perfect test specificity gives a perfect PPV here, but it was measured on a small number of
+# normal images: plug in the lower end of its confidence interval (section 6) to see a more honest PPV.
 #
 # ## 8. Grad-CAM: where did the model look?
 #
-# Grad-CAM (Selvaraju et al. 2017) takes the gradient of the COVID score with respect to the
-# feature maps of the last convolutional layer, weighs each map by its average gradient and keeps
-# the positive part: warm regions pushed the score towards COVID. Below: test images the model got
-# right (TP, TN) and wrong (FN: a missed case, FP: a false alarm), the most confident of each,
-# for the CNN and for one transfer model when notebook 03 saved one. An all-blue map means no
-# region pushed towards COVID.
+# Grad-CAM (Selvaraju et al. 2017) asks which regions of the last convolution's feature maps
+# pushed the COVID score up. It needs one gradient, and fits in a dozen lines:
+#
+# 1. A second model that returns two things for an image: the **feature maps** of the last
+#    convolution (`h x w x C`: `C` channels, each a map of where its pattern was found) and the
+#    input of the final sigmoid unit.
+# 2. Under a `tf.GradientTape`, compute the COVID **logit** from that input: the score *before*
+#    the sigmoid. (The sigmoid is flat near 0 and 1, so the gradient of the probability vanishes
+#    exactly for the most confident predictions.)
+# 3. The gradient of the logit with respect to the feature maps, averaged over the positions,
+#    gives **one weight per channel**: how much more COVID the model sees when that channel fires.
+# 4. The weighted sum of the channels, with the negative part cut off by a **ReLU** (we want the
+#    evidence *for* COVID), scaled to 0..1 and **resized** to the image.
+#
+# Everything is computed in `float32`, also when the model runs in `float16` on a GPU.
+
+# %% tags=["lesson-gradcam"]
+import keras
+import tensorflow as tf
+
+
+def grad_cam(model, images, layer):
+    """Grad-CAM maps (N x H x W, 0..1) of the COVID logit for N x H x W x 3 images at the model's input size."""
+    head = model.layers[-1]  # Dense(1, sigmoid): the probability of COVID
+    grad_model = keras.Model(model.input, [model.get_layer(layer).output, head.input])
+    with tf.GradientTape() as tape:
+        conv, features = grad_model(images, training=False)
+        tape.watch(conv)  # we want the gradient with respect to the feature maps
+        kernel, bias = tf.cast(head.kernel, tf.float32), tf.cast(head.bias, tf.float32)
+        logit = tf.matmul(tf.cast(features, tf.float32), kernel) + bias  # the score before the sigmoid
+    grads = tf.cast(tape.gradient(logit, conv), tf.float32)  # N x h x w x C
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
+    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1))  # N x h x w
+    cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=(1, 2), keepdims=True))  # each map to 0..1
+    return tf.image.resize(cam[..., None], images.shape[1:3])[..., 0].numpy()  # bilinear, to the image size
+
+# %% [markdown]
+# The models to look at (`GRADCAM_MODELS`; hybrids have no convolution of their own to take a
+# gradient through, so only saved Keras models qualify), and the same test images for all of
+# them: two COVID and two NORMAL images, from different patients. Each model gets them at its own
+# input size, and `gradcam_layer` names its last convolution (`last_conv` for the CNN, for
+# example `block5_conv3` for VGG16).
+
+# %%
+from helpers.explain import gradcam as reference_gradcam
+from helpers.plots import plot_gradcam_grid
+from helpers.models import gradcam_layer
+
+keras_runs = [run for run in runs if (run.path / "model.keras").is_file()
+              and (GRADCAM_MODELS == "all" or run.model in GRADCAM_MODELS)]
+if not keras_runs:
+    raise ValueError(f"GRADCAM_MODELS = {GRADCAM_MODELS!r}: none of these has a saved Keras model; choose among "
+                     f"{[run.model for run in runs if (run.path / 'model.keras').is_file()]}")
+test_rows = keras_runs[0].split("test").drop_duplicates("patient_id")
+chosen = pd.concat([test_rows[test_rows["y_true"] == 1].head(2), test_rows[test_rows["y_true"] == 0].head(2)])
+print(f"Grad-CAM for {[run.model for run in keras_runs]} on {len(chosen)} test images")
+
+cams = {}
+for run in keras_runs:
+    model = keras.models.load_model(run.path / "model.keras")
+    size = model.input_shape[1]
+    image_set = images.load_images(dataset, size, progress=False)
+    where = pd.Series(range(len(image_set)), index=image_set.manifest["path"])
+    gray = image_set.images[where[chosen["path"]].to_numpy()]
+    batch = np.repeat(gray[..., None], 3, axis=-1).astype("float32")  # grey on three channels, 0..255
+    layer = gradcam_layer(model)
+    maps = grad_cam(model, batch, layer)
+    gap = float(np.abs(maps - reference_gradcam(model, gray)).max())
+    cams[run.model] = (gray, maps, model.predict(batch, verbose=0)[:, 0], run.threshold)
+    height, width = model.get_layer(layer).output.shape[1:3]
+    print(f"{run.model}: {size}px input, layer {layer} of {height} x {width} positions; "
+          f"largest difference from helpers.explain.gradcam: {gap:.1e}")
+
+# %% [markdown]
+# The end of each line printed above compares our dozen lines with the course's reference
+# implementation, `helpers.explain.gradcam` (which the upload demo and the command line use): a
+# difference of the order of 1e-7 is float rounding, and a test of the course keeps it that small.
+#
+# One row per image, one column per model:
+
+# %%
+panels, heatmaps, titles = [], [], []
+originals = next(iter(cams.values()))[0]
+for i, (_, row) in enumerate(chosen.iterrows()):
+    panels.append(originals[i])
+    heatmaps.append(None)
+    titles.append(f"{row['label']} (patient {row['patient_id']})")
+    for name, (gray, maps, prob, threshold) in cams.items():
+        panels.append(gray[i])
+        heatmaps.append(maps[i])
+        titles.append(f"{name}: p(COVID) = {prob[i]:.2f}\ncall: {'COVID' if prob[i] >= threshold else 'NORMAL'}")
+plot_gradcam_grid(panels, heatmaps, titles, ncols=1 + len(cams), synthetic=dataset.synthetic, panel_size=2.4,
+                  title=f"{dataset.name}: Grad-CAM of the same test images, every model");
+
+# %% [markdown]
+# **What to read here.** Do the models look at the same places? Maps that agree across networks
+# trained differently, and sit on the lungs, are more reassuring than one model's map alone. The
+# maps' coarseness differs too: a map is only as fine as its last convolution (the sizes are printed
+# above), and it is stretched to the image.
+#
+# Next, the reference helper on the calls that matter most: test images the model got right (TP,
+# TN) and wrong (FN: a missed case, FP: a false alarm), the most confident of each, for the CNN and
+# for one transfer model when notebook 03 saved one. An all-blue map means no region pushed towards
+# COVID.
 
 # %%
 for run in examples.gradcam_runs(runs):
@@ -270,9 +383,10 @@ if found:
 # ## 10. The shortcut experiment: a model that reads the label off the image
 #
 # This section always runs on **synthetic X-rays** (also when `DATASET` is a CT set), because we
-# need a dataset where we know the answer. In `synthetic-marker`, 95% of COVID images and 5% of
-# NORMAL images carry a white "PORTABLE" tag in the top-right corner, as if the COVID patients had
-# been imaged on the ward's portable device; the opacities of COVID are made faint. A tag like this
+# need a dataset where we know the answer. In `synthetic-marker`, most COVID images and a few
+# NORMAL images (the table below counts them) carry a white "PORTABLE" tag in the top-right
+# corner, as if the COVID patients had been imaged on the ward's portable device; the opacities of
+# COVID are made faint. A tag like this
 # is real: in 2020 many COVID-19 X-rays were portable AP films from intensive care, the normals
 # came from other hospitals, and the images carried different text.
 
@@ -298,9 +412,10 @@ print(data.SYNTHETIC_BANNER)
 print(train.summary_line(marker_metrics))
 
 # %% [markdown]
-# A test AUC close to 1, on a patient-level split, with a threshold chosen on validation: by every
-# rule of the previous sections this model looks excellent. Grad-CAM on tagged test images (one per
-# patient, and a tagged NORMAL image when the test split has one), as they are and with the corner
+# Look at the test AUC printed above, on a patient-level split, with a threshold chosen on
+# validation: where it is high, by every rule of the previous sections this model looks excellent.
+# Grad-CAM on tagged test images (one per patient, and a tagged NORMAL image when the test split
+# has one), as they are and with the corner
 # masked. Each title gives the probability of COVID, the call at the model's threshold, and the share
 # of the map's heat in the tag's corner (the top-right region, x > 50% and y < 35% of the image):
 
@@ -339,6 +454,93 @@ external.external_summary([record]).round(3)
 # split and shared its shortcut. Only Grad-CAM, a targeted experiment and external data did. (The
 # exact numbers vary from run to run; the direction does not.)
 #
+# ## 11. Lung masking: does the model look at the lungs?
+#
+# Grad-CAM hints at where a model looked; masking tests it. Maguolo & Nanni (2021) blacked out the centre
+# of chest X-rays, where the lungs are, and their classifiers still told the COVID-19 datasets apart;
+# DeGrave et al. (2021) found published models whose evidence lay outside the lung fields. We score a
+# trained model on the same test images, at the threshold it chose on validation, three ways: as they are,
+# with the lungs blacked out, and with everything *but* the lungs blacked out. A model that still scores
+# well **without the lungs reads the hospital, not the disease**; a model that reads the disease falls to
+# chance without them and keeps its score on the lungs alone.
+#
+# The masks come with the data: the COVID-19 Radiography Database ships a lung mask per image, and so does
+# the synthetic generator (other datasets have none, and the experiment skips them). The tagged synthetic set
+# of section 10 always takes part, because there we know the answer: its tag sits outside the lungs.
+# The masking itself is three lines of numpy. The mask is widened by a few pixels first (`masking.dilate`,
+# 2% of the image side) so that no lung edge leaks into "lungs removed":
+
+# %%
+import numpy as np
+
+from helpers.explain import masking
+
+if "marker_model" not in globals():  # section 10 did not run in this session: train its model the same way
+    marker_dataset = shortcut.shortcut_dataset(smoke=SMOKE)
+    marker_images = images.load_images(marker_dataset, IMG_SIZE)
+    marker_run = quick_cnn(marker_dataset, marker_images, epochs=EPOCHS, batch_size=BATCH_SIZE, verbose=2)
+    marker_model, marker_metrics = marker_run.keras_model(), marker_run.metrics
+marker_masks = masking.load_lung_masks(marker_dataset, marker_images)  # test images, at the model's size
+test_images = marker_images.images[marker_masks.rows]
+
+lungs = masking.dilate(marker_masks.masks)       # True inside the lungs, a few pixels wider
+lungs_removed = np.where(lungs, 0, test_images)  # black out the lungs: only what is around them is left
+only_lungs = np.where(lungs, test_images, 0)     # black out everything but the lungs
+
+assert np.array_equal(lungs_removed, masking.mask_lungs(test_images, marker_masks.masks, keep="outside"))
+assert np.array_equal(only_lungs, masking.mask_lungs(test_images, marker_masks.masks, keep="lungs"))
+
+# %% [markdown]
+# `masking.masking_experiment` scores a model on the three versions (the reference of these lines is
+# `masking.mask_lungs`), each AUC with its 95% interval (patient bootstrap), and sensitivity and
+# specificity at the model's validation threshold. It runs on the best model of `DATASET` (highest
+# validation AUC) when the dataset has masks, and on the CNN of section 10 that learned the tag:
+
+# %%
+masking_tables, lung_images, lung_masks = {}, None, None
+best_saved = masking.best_predictor(runs) if masking.has_masks(dataset.manifest) else None
+if best_saved is not None:
+    masked_run, predict_fn, model_size = best_saved
+    lung_images = images.load_images(dataset, model_size)
+    lung_masks = masking.load_lung_masks(dataset, lung_images)
+    print(f"Masking experiment on {dataset.name}/{masked_run.model} ({model_size}px, {len(lung_masks)} test "
+          f"images, threshold {masked_run.threshold:.3f} chosen on val)")
+    masking_tables[f"{dataset.name}/{masked_run.model}"] = masking.masking_experiment(
+        predict_fn, lung_images, lung_masks, masked_run.threshold, n_boot=N_BOOT)
+elif masking.has_masks(dataset.manifest):
+    print(f"No run of {dataset.name} has a saved model (model.keras, or a hybrid's files) to mask: skipped.")
+else:
+    print(f"{dataset.name} ships no lung masks (of the course's datasets only covid19-radiography and the "
+          "synthetic sets do): the masking experiment on its models is skipped.")
+tag_reader = f"{marker_dataset.name}/cnn (section 10)"
+print(f"Masking experiment on {tag_reader} ({IMG_SIZE}px, {len(marker_masks)} test images, "
+      f"threshold {marker_metrics['threshold']:.3f} chosen on val)")
+tag_table = masking.masking_experiment(marker_model, marker_images, marker_masks, marker_metrics["threshold"],
+                                       n_boot=N_BOOT)
+masking.format_masking({**masking_tables, tag_reader: tag_table})
+
+# %%
+if dataset.synthetic or not masking_tables:  # one synthetic figure: the tagged images, every model's AUCs
+    masking.masking_figure(marker_images, marker_masks, {**masking_tables, tag_reader: tag_table}, synthetic=True)
+else:  # real data and synthetic data never share a figure
+    masking.masking_figure(lung_images, lung_masks, masking_tables, synthetic=False)
+    plt.show()
+    masking.masking_figure(marker_images, marker_masks, {tag_reader: tag_table}, synthetic=True)
+plt.show()
+
+# %% [markdown]
+# **What to read here.** For each model compare the three AUCs, intervals first. The CNN that learned the
+# tag keeps its AUC with the lungs removed, because the tag is still there, and loses much of it on the
+# lungs alone, where only the faint opacities it barely learned are left. A model trained on the plain
+# synthetic set, whose only signal is the opacities inside the lungs, does the opposite: near chance (0.5)
+# without the lungs, close to its full AUC on the lungs alone (run with `DATASET="synthetic"` to see it).
+# On real data a model whose AUC stays far above chance without the lungs has learned something about the
+# image that is not the lungs: the hospital, the device, the text, the patient's position. Sensitivity
+# and specificity can swing wildly under masking even where the AUC holds: a black region shifts every
+# score, and the threshold was chosen on complete images. Two limits: a masked image is unlike anything
+# the model was trained on, so a fall in AUC is a hint, not proof, that the lungs mattered; and Maguolo &
+# Nanni went further and *trained* on the masked images (exercise 5).
+#
 # ## Key takeaways
 # - Report every metric with a confidence interval that resamples patients, next to the
 #   majority-class baseline; choose models and thresholds on validation, never on test.
@@ -347,12 +549,17 @@ external.external_summary([record]).round(3)
 # - Grad-CAM is a coarse hint, not proof; heat on text, borders or outside the lungs is a red flag.
 # - A near-perfect score on an internal test split can come entirely from a shortcut. Only
 #   external validation, and experiments that remove the suspected shortcut, can tell.
+# - Black out the lungs and score again: a model that keeps its AUC without the lungs reads the
+#   hospital, not the disease.
 # - Everything here on synthetic data shows that the code works, not that anything detects
 #   COVID-19; and even on real data, this course's models are teaching material, not devices.
 #
 # ## Exercises
-# 1. Set `TARGET_SENSITIVITY = 0.99` and run section 6 again. What happens to the threshold, to
-#    the test specificity, and to the PPV at 1% prevalence?
+# Every choice below is made on the **validation** split, as in the notebook: the test split is
+# measured once, after the choices, and never used to compare settings.
+#
+# 1. Set `TARGET_SENSITIVITY = 0.99` and run section 6 again. What happens to the threshold and to
+#    the **validation** specificity? (Only then, for the record, look at the test columns.)
 # 2. By hand: a test with sensitivity 0.95 and specificity 0.90 at 1% prevalence. Of 10,000 people
 #    screened, how many positive calls are there, and how many of them have COVID?
 # 3. Remove the shortcut from training. Keep the images (`tagged = marker_images.images.copy()`),
@@ -360,25 +567,45 @@ external.external_summary([record]).round(3)
 #    a CNN without saving it (`from helpers.models import build_cnn`, `model = build_cnn(IMG_SIZE)`,
 #    `train.fit(model, marker_images, epochs=EPOCHS)`),
 #    put the tags back (`marker_images.images[:] = tagged`) and run
-#    `shortcut.shortcut_experiment(model, marker_images)`. What is the AUC now, with and without the tag?
+#    `shortcut.shortcut_experiment(model, marker_images, split="val")` next to
+#    `shortcut.shortcut_experiment(marker_model, marker_images, split="val")`. How do the two models'
+#    validation AUCs change when the tag is masked or pasted?
 # 4. Why is the image-level bootstrap interval in section 2 narrower than the patient-level one,
 #    and which one belongs in a paper?
+# 5. In the `grad_cam` cell, replace `tf.nn.relu(...)` by `tf.abs(...)`, or average the gradients
+#    over the channels instead of the positions (`axis=-1`). What happens to the maps of NORMAL
+#    images, and why does Grad-CAM keep only the positive part?
+# 6. Train on masked images, as Maguolo & Nanni did. Keep the images (`kept = marker_images.images.copy()`),
+#    read every image's mask (`all_masks = masking.load_lung_masks(marker_dataset, marker_images, split=None)`;
+#    every synthetic image has one), black out the lungs of all of them (`marker_images.images[:] =
+#    masking.mask_lungs(kept, all_masks.masks, keep="outside")`), train a CNN without saving it as in exercise 3
+#    (`model = build_cnn(IMG_SIZE)`, `train.fit(model, marker_images, epochs=EPOCHS)`), put the images back
+#    (`marker_images.images[:] = kept`) and run `masking.masking_experiment(model, marker_images, marker_masks)`.
+#    Its "lungs removed" row is a model that never saw a lung, scored on images like the ones it trained on.
+#    Can it detect "COVID"?
 #
 # <details><summary>Solutions</summary>
 #
-# 1. The threshold drops (it must catch almost every validation case), the test specificity falls,
-#    and the PPV at 1% prevalence falls further. With a few dozen validation cases, 0.99 often means
-#    "catch all of them", and the test sensitivity may still miss the target.
+# 1. The threshold drops (it must catch almost every validation case) and the validation
+#    specificity falls with it; the PPV at 1% prevalence falls further. With few validation cases,
+#    0.99 often means "catch all of them", and the test sensitivity may still miss the target.
 # 2. 100 people have COVID and 95 of them are called positive; 9,900 do not and 990 of them are
 #    called positive. Of 1,085 positive calls only 95 (8.8%) are COVID: PPV = 0.95 x 0.01 /
 #    (0.95 x 0.01 + 0.10 x 0.99) = 0.088. The NPV is 8,910 / 8,915 = 0.9994.
-# 3. Without the tag to read, the CNN must use the faint opacities: its AUC is well below the
-#    near-perfect shortcut score (the disease is made hard on purpose), and it changes much less
-#    when the corner is masked or a tag is pasted: it no longer depends on the tag. That lower,
-#    steadier number is the honest one.
+# 3. Without the tag to read, the CNN must use the faint opacities: its validation AUC is below
+#    the shortcut model's score with the tag (the disease is made hard on purpose), and it changes
+#    much less when the corner is masked or a tag is pasted: it no longer depends on the tag. That
+#    lower, steadier number is the honest one.
 # 4. Images of one patient are correlated; drawing images treats each as independent evidence and
-#    understates the uncertainty. A test split of 30 patients with 3 images each holds about 30
-#    independent cases, not 90. The patient-level interval belongs in a paper.
+#    understates the uncertainty. A test split of *n* patients with three images each holds about
+#    *n* independent cases, not 3*n*. The patient-level interval belongs in a paper.
+# 5. With `tf.abs`, regions that argue *against* COVID light up as well, so NORMAL images get warm
+#    maps that mean the opposite of what they seem to; with the average over channels the map is no
+#    longer a weighted sum of the feature maps and loses its spatial meaning. The ReLU keeps only the
+#    evidence for the class asked about, which is what "where did the model see COVID" means.
+# 6. Yes: the tag is outside the lungs, so a model that never saw a lung can still read it, and its test
+#    AUC stays high. This is Maguolo & Nanni's argument: when a classifier scores well on images without
+#    lungs, the dataset, not the disease, is being learned, and the test protocol is not fair.
 # </details>
 #
 # ## References
@@ -389,6 +616,9 @@ external.external_summary([record]).round(3)
 # - DeGrave, A. J., Janizek, J. D. & Lee, S.-I. (2021). AI for radiographic COVID-19 detection
 #   selects shortcuts over signal. *Nature Machine Intelligence* 3, 610-619 (laterality markers,
 #   text and borders). https://doi.org/10.1038/s42256-021-00338-7
+# - Maguolo, G. & Nanni, L. (2021). A critic evaluation of methods for COVID-19 automatic detection from
+#   X-ray images. *Information Fusion* 76, 1-7 (classifiers that work without the lungs).
+#   https://doi.org/10.1016/j.inffus.2021.04.008
 # - Selvaraju, R. R. et al. (2017). Grad-CAM: visual explanations from deep networks via
 #   gradient-based localization. *ICCV*. https://arxiv.org/abs/1610.02391
 # - Wynants, L. et al. (2020). Prediction models for diagnosis and prognosis of covid-19:
