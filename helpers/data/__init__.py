@@ -1,4 +1,4 @@
-"""Datasets: the registry of sources, downloads, the manifest, the patient-level split.
+"""Datasets: the registry of sources, downloads, the manifest, the patient-level split, the tasks.
 
 Imports without TensorFlow.
 """
@@ -16,9 +16,11 @@ from helpers.data.dataset import (
 )
 from helpers.data.download import DownloadError
 from helpers.data.registry import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
+from helpers.data.tasks import DEFAULT_TASK, TASKS, Task, get_task
 
 __all__ = [
-    "MANIFEST_COLUMNS", "SYNTHETIC_BANNER", "Dataset", "DownloadError", "SourceUnavailable", "base_name",
+    "DEFAULT_TASK", "MANIFEST_COLUMNS", "SYNTHETIC_BANNER", "TASKS", "Dataset", "DownloadError", "SourceUnavailable",
+    "Task", "base_name", "get_task",
     "course_dataset", "dataset_info", "describe", "get_source", "load_dataset", "marker_variant", "near_duplicates",
     "patient_split", "test_fingerprint",
 ]
