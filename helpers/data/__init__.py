@@ -3,17 +3,8 @@
 Imports without TensorFlow.
 """
 
-from helpers.data.dataset import (
-    SYNTHETIC_BANNER,
-    Dataset,
-    course_dataset,
-    dataset_info,
-    describe,
-    load_dataset,
-    near_duplicates,
-    patient_split,
-    test_fingerprint,
-)
+from helpers.data.dataset import SYNTHETIC_BANNER, Dataset, course_dataset, dataset_info, describe  # noqa: I001
+from helpers.data.dataset import load_dataset, near_duplicates, patient_split, test_fingerprint
 from helpers.data.download import DownloadError
 from helpers.data.registry import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
 from helpers.data.tasks import DEFAULT_TASK, TASKS, Task, get_task
