@@ -27,14 +27,15 @@ $(shell mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR))
 RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DATASET)) \
 	$(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(STRICT),--strict) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help setup run-all smoke test test-fast test-colab lint notebooks report bench demo lock colab-constraints \
-	timings release clean clean-cache
+.PHONY: help setup run-all smoke test test-fast browser test-colab lint notebooks report bench demo lock \
+	colab-constraints timings release clean clean-cache
 
 help:
 	@echo "make run-all    run the whole course (GPU: full profile; CPU: about 30 min) and build the report"
 	@echo "make test       the test suite, including a SMOKE run of every notebook"
 	@echo "make smoke      every notebook with tiny settings, offline, X-ray and CT"
 	@echo "make test-fast  the tests that need neither TensorFlow nor papermill (under a minute)"
+	@echo "make demo       the upload demo as a web page (Voila on 127.0.0.1; MODEL=outputs/<dataset>/<model> PORT=n)"
 	@echo "make setup | test-colab | lint | notebooks | timings | report | bench | clean | clean-cache"
 	@echo "make release VERSION=x.y.z   bump, rebuild, check, commit and tag locally (never pushes)"
 
@@ -47,7 +48,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c requirements/constraints.txt uv
 	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -c requirements/constraints.txt \
-		-e ".[$(GPU),run,lab,dev]"
+		-e ".[$(GPU),run,lab,dev,demo]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -61,12 +62,21 @@ smoke: $(STAMP)
 # Two pytest workers: the SMOKE series (one file, started first) beside all the other tests.
 TEST_ARGS ?= -n 2 --dist loadfile
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(TEST_ARGS)
 
 # Every test that needs neither TensorFlow nor papermill (tests/conftest.py marks them from their imports).
 test-fast: $(STAMP)
 	$(PY) -m pytest $(TEST_ARGS) --fast
+
+# Debian's Chromium for tests/test_browser.py (Playwright's own browser download is not used). Installed when
+# missing and we are root with apt-get; otherwise the browser tests are skipped and say why.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		echo "installing chromium for the browser tests (apt-get) ..." && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core \
+		>/dev/null; } || echo "Chromium not installed (needs root and apt-get): the browser tests will be skipped"
 
 # A second environment with the versions Colab's GPU runtime ships (requirements/colab.txt), on Colab's
 # Python (3.13) where this machine has one (python3.13 or pyenv's), else on $(PYTHON).
@@ -106,6 +116,10 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# Notebook 06 as a standalone page (helpers/app/serve.py: websocket above the upload limit, idle kernels culled).
+demo: $(STAMP)
+	$(PY) -m helpers.app.serve $(if $(MODEL),--model $(MODEL)) $(if $(PORT),--port $(PORT))
 
 lock: $(STAMP)
 	(echo "# Exact versions that \`make setup\` installs (pip constraints). Regenerate with \`make lock\`."; \

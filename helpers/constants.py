@@ -3,6 +3,7 @@
 POSITIVE = "COVID"
 NEGATIVE = "NORMAL"
 LABELS = (NEGATIVE, POSITIVE)  # in class-index order: 0 = NORMAL, 1 = COVID
+PNEUMONIA = "PNEUMONIA"  # other (non-COVID-19) pneumonias, for the tasks of helpers.data.tasks
 SPLITS = ("train", "val", "test")
 
 DISCLAIMER = (

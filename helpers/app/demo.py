@@ -1,51 +1,51 @@
-"""The upload demo: an ipywidgets app that predicts uploaded chest images and shows Grad-CAM.
+"""The upload demo: an ipywidgets app that predicts uploaded chest images with any trained model and explains them.
 
 >>> app = UploadDemo()          # doctest: +SKIP
 >>> display(app.widget)         # doctest: +SKIP
 
-It lists every trained model under ``outputs/<dataset>/<model>/`` (a
-``model.keras`` with its ``metrics.json``), predicts each uploaded file with
-:func:`helpers.app.predict.predict_image` and shows, per file, the image next to
-its Grad-CAM overlay, the probability on a bar with the threshold marked, what
-that threshold means, warnings about the image, and a loud note when the model
-was trained on synthetic data. Uploads are processed in memory and never
-written to disk; a file that is too large, empty or not an image gives a
-message in the widget, never a traceback.
+It lists every run folder under ``outputs/<dataset>/<model>/`` that holds a
+model (the CNN, the transfer models, the VGG16 + XGBoost / logistic hybrids),
+predicts each uploaded file with :func:`helpers.app.predict.predict_image` and
+shows one card per file (see :mod:`helpers.app.cards`). Choosing another model
+predicts the files on display again; uploading the same file again predicts it
+again. Uploads are processed in memory and never written to disk; a file that
+is too large, empty or not an image gives a message in the widget, never a
+traceback. Opening the demo writes nothing: it reads the models and
+predictions that exist (:func:`choose_model`, :func:`sample_uploads`), and
+only when there is no model at all :func:`quick_model` trains one into its own
+folder ``outputs/demo/``.
 
-The callbacks are plain methods (``on_upload(change)``, ``process(files)``) so
-tests and headless notebook runs can drive them without a browser. Works with
-ipywidgets 7 (Colab) and 8 (see :func:`uploaded_files`).
+``make demo`` serves notebook 06 with Voilà (see the Makefile): its websocket
+accepts messages above :data:`MAX_BYTES`, so the app's own size message can
+appear. The callbacks are plain methods (``on_upload(change)``,
+``process(files)``) so tests and headless runs can drive them without a
+browser. Works with ipywidgets 7 (Colab) and 8 (see :func:`uploaded_files`).
 """
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import html
-import io
-import json
+import os
+import warnings
 from pathlib import Path
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image
+import pandas as pd
 
-from helpers import paths
-from helpers.app.predict import ModelError, ModelInfo, Prediction, load_model, predict_image
+from helpers import paths, runs
+from helpers.app.cards import RED, SYNTHETIC_WARNING, THRESHOLD_MEANING, YELLOW, box, message_card, result_card
+from helpers.app.predict import ModelError, load_model, predict_image
 from helpers.constants import DISCLAIMER
 from helpers.images import ImageError
 
 ACCEPT = ".png,.jpg,.jpeg,.dcm,.dicom,.tif,.tiff,.bmp"
-DISPLAY_SIDE = 512  # longest side of the images drawn in a result card
-THRESHOLD_MEANING = ("chosen on the validation split to balance sensitivity and specificity; "
-                     "above it the model calls the image COVID")
-GRADCAM_MEANING = ("Grad-CAM colours the regions that pushed the score towards COVID (red: most). It shows where "
-                   "the model looked, not where disease is; colour on the borders, corners or text is a warning sign.")
-SYNTHETIC_WARNING = ("SYNTHETIC MODEL: trained on generated cartoon images, not real patients. "
-                     "Its output on a real image means nothing.")
-NO_MODEL = ("No trained model found under {folder}. Run notebook 02_cnn_from_scratch (a small CNN, a few minutes) or "
-            "03_transfer_learning first, then run this notebook again.")
-COLOURS = {"COVID": "#c0392b", "NORMAL": "#2e7d32"}
+MAX_BYTES = 20_000_000  # the largest upload accepted; `make demo` lets the websocket carry more than this
+MODEL_VARIABLE = "COURSE_DEMO_MODEL"  # a run folder to preselect (`make demo MODEL=...`)
+QUICK_FOLDER = "demo"  # outputs/demo/<dataset>/<model>/: the quick model trained when there is none
+NO_MODEL = ("No trained model found under {folder}. Run notebook 02_cnn_from_scratch (a small CNN, a few minutes), "
+            "03_transfer_learning or 04_vgg16_xgboost_hybrid first, then open this demo again.")
 
 
 # ---------------------------------------------------------------- uploads and models
@@ -62,83 +62,163 @@ def uploaded_files(value) -> list[tuple[str, bytes]]:
     return [(item["name"], bytes(item["content"])) for item in value or ()]
 
 
-def find_models(output_dir: str | Path | None = None) -> list[Path]:
-    """Model folders under ``output_dir`` (default ``outputs/``): ``<dataset>/<model>/`` with metrics.json and model.keras."""
-    root = Path(output_dir) if output_dir else paths.output_dir()
-    return sorted(p.parent for p in root.glob("*/*/metrics.json") if (p.parent / "model.keras").is_file())
-
-
-def model_folder(dataset: str, model: str = "cnn", *, output_dir: str | Path | None = None) -> Path | None:
-    """``outputs/<dataset>/<model>/`` if a Keras model was saved there, else None."""
-    folder = (Path(output_dir) if output_dir else paths.output_dir()) / dataset / model
-    return folder if (folder / "metrics.json").is_file() and (folder / "model.keras").is_file() else None
+def run_folders(output_dir: str | Path | None = None) -> list[Path]:
+    """Run folders under ``output_dir`` that hold a model (Keras or hybrid): :func:`helpers.runs.run_folders`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a broken run is left out of the picker; `helpers predict` says why
+        return runs.run_folders(Path(output_dir) if output_dir else None)
 
 
 def _metrics(folder: Path) -> dict:
     try:
-        return json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
+        return runs.read_metrics(folder)
+    except runs.RunError:
         return {}
 
 
-def _folder_label(folder: Path) -> str:
-    synthetic = " (SYNTHETIC)" if _metrics(folder).get("synthetic") else ""
-    return f"{folder.parent.name} / {folder.name}{synthetic}"
+def _is_hybrid(folder: Path) -> bool:
+    file = runs.model_file(folder)
+    return file is not None and runs.MODEL_FILES[file.name] == "hybrid"
+
+
+def folder_label(folder: Path) -> str:
+    kind = " (VGG16 features hybrid)" if _is_hybrid(folder) else ""
+    return f"{folder.parent.name} / {folder.name}{kind}" + (" (SYNTHETIC)" if _metrics(folder).get("synthetic") else "")
+
+
+def best_model(folders: list[Path]) -> Path | None:
+    """The folder whose model did best on its validation split, models of real data before synthetic ones."""
+    def score(folder: Path) -> tuple:
+        metrics = _metrics(folder)
+        auc = (metrics.get("val") or {}).get("auc")
+        return (not metrics.get("synthetic", True), auc if isinstance(auc, (int, float)) else -1.0)
+
+    return max(folders, key=score) if folders else None
+
+
+def choose_model(dataset: str | None = None, model: str | None = None, *,
+                 output_dir: str | Path | None = None) -> Path | None:
+    """The model to preselect: ``$COURSE_DEMO_MODEL``, else ``outputs/<dataset>/<model>/``, else :func:`best_model`."""
+    root = Path(output_dir) if output_dir else paths.output_dir()
+    wanted = [Path(os.environ[MODEL_VARIABLE])] if os.environ.get(MODEL_VARIABLE) else []
+    wanted += [root / dataset / model] if dataset and model else []
+    for folder in wanted:
+        if folder.resolve() in [f.resolve() for f in run_folders(folder.parent.parent)]:
+            return folder.resolve()
+    return best_model(run_folders(root))
+
+
+def quick_model(dataset: str, *, smoke: bool = True, strict: bool = False, name: str = "cnn-quick") -> Path:
+    """Train a small CNN into ``outputs/demo/<dataset>/<name>/``: the course's own data and runs stay untouched."""
+    from helpers.data import course_dataset
+    from helpers.images import load_images
+
+    folder = paths.output_dir() / QUICK_FOLDER
+    with _output_dir(folder):  # the dataset's record goes beside the quick model, not over the course's
+        data = course_dataset(dataset, smoke=smoke, strict=strict)
+        print(f"No trained model yet: a quick 64px CNN on {data.name} for the demo, in {folder} (its predictions "
+              "are close to guesses) ...")
+        run = runs.quick_cnn(data, load_images(data, 64, progress=False), output_dir=folder, name=name, epochs=8,
+                             batch_size=16, learning_rate=3e-3)
+    return run.path
+
+
+@contextlib.contextmanager
+def _output_dir(folder: Path):
+    previous = os.environ.get("COURSE_OUTPUT_DIR")
+    os.environ["COURSE_OUTPUT_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("COURSE_OUTPUT_DIR")
+        else:
+            os.environ["COURSE_OUTPUT_DIR"] = previous
 
 
 # ---------------------------------------------------------------- the app
 
 
 class UploadDemo:
-    """Upload chest images, pick a trained model, see its prediction and Grad-CAM; display ``app.widget``.
+    """Upload chest images, pick a trained model, see its prediction and explanation; display ``app.widget``.
 
-    ``model`` preselects a model folder; ``max_bytes`` is the largest upload
-    accepted (checked before decoding); ``with_gradcam=False`` skips Grad-CAM.
+    ``model`` preselects a run folder (it is listed even when outside
+    ``output_dir``); ``max_bytes`` is the largest upload accepted (checked
+    before decoding); ``with_gradcam=False`` skips the explanation.
     """
 
-    def __init__(self, output_dir: str | Path | None = None, *, max_bytes: int = 20_000_000,
+    def __init__(self, output_dir: str | Path | None = None, *, max_bytes: int = MAX_BYTES,
                  model: str | Path | None = None, with_gradcam: bool = True):
         self.output_dir = Path(output_dir) if output_dir else paths.output_dir()
         self.max_bytes, self.with_gradcam = max_bytes, with_gradcam
-        self.models = find_models(self.output_dir)
-        self.upload = widgets.FileUpload(accept=ACCEPT, multiple=True, description="Upload images")
+        self.models = run_folders(self.output_dir)
+        if model is not None and Path(model).resolve() not in [f.resolve() for f in self.models]:
+            self.models += [f for f in run_folders(Path(model).parent.parent) if f.resolve() == Path(model).resolve()]
+        self.shown: list[tuple[str, bytes]] = []  # the files on display, predicted again when the model changes
+        self.rounds = 0  # how many times files were predicted: the status line changes even for the same file
+        self.upload = widgets.FileUpload(accept=ACCEPT, multiple=True, description="Upload images",
+                                         layout=widgets.Layout(width="auto"))
         self.picker = widgets.Dropdown(
-            options=[(_folder_label(f), str(f)) for f in self.models], description="Model",
-            value=self._initial(model), disabled=not self.models, layout=widgets.Layout(width="480px"),
+            options=[(folder_label(f), str(f)) for f in self.models], description="Model",
+            value=self._initial(model), disabled=not self.models, layout=widgets.Layout(width="560px"),
         )
-        self.header = widgets.HTML(_box(f"<b>{html.escape(DISCLAIMER)}</b>", "#fff3cd", "#856404"))
+        self.header = widgets.HTML(box(f"<b>{html.escape(DISCLAIMER)}</b>", *YELLOW))
         self.model_note = widgets.HTML(self.model_html())
         self.help = widgets.HTML(
             f"<p>Upload one or more images ({ACCEPT.replace(',', ' ')}, up to {max_bytes / 1e6:.0f} MB each). "
             "They are processed in memory and never saved.</p>")
+        self.status = widgets.HTML()
+        self.status.add_class("demo-status")
         self.results = widgets.VBox()
-        self.widget = widgets.VBox([self.header, self.picker, self.model_note, self.upload, self.help, self.results])
+        self.results.add_class("demo-results")
+        self.widget = widgets.VBox([self.header, self.picker, self.model_note, self.upload, self.help, self.status,
+                                    self.results])
+        self.widget.add_class("upload-demo")
         self.upload.observe(self.on_upload, names="value")
         self.picker.observe(self.on_pick, names="value")
 
     def _initial(self, model: str | Path | None) -> str | None:
-        """The folder to preselect: ``model`` when it is one of the listed folders, else the first."""
+        """The folder to preselect: ``model`` when it is one of the listed folders, else the best one."""
         wanted = Path(model).resolve() if model is not None else None
         matches = [folder for folder in self.models if folder.resolve() == wanted]
-        return str((matches or self.models)[0]) if self.models else None
+        chosen = matches[0] if matches else best_model(self.models)
+        return str(chosen) if chosen else None
 
     # callbacks ----------------------------------------------------
 
     def on_upload(self, change: dict) -> None:
-        """``FileUpload`` observer: process the files of the new value."""
-        self.process(uploaded_files(change["new"]))
+        """``FileUpload`` observer: predict the new files, then empty the widget so the same file counts again."""
+        files = uploaded_files(change["new"])
+        if not files:
+            return  # the widget was emptied (below)
+        self.shown = files
+        self.process(files)
+        self._clear_upload()
+
+    def _clear_upload(self) -> None:
+        empty = {} if isinstance(self.upload.value, dict) else ()
+        self.upload.set_trait("value", empty)  # the trait is read-only in ipywidgets 7
+        if hasattr(self.upload, "_counter"):
+            self.upload._counter = 0
 
     def on_pick(self, change: dict) -> None:
-        """``Dropdown`` observer: describe the chosen model."""
+        """``Dropdown`` observer: describe the chosen model and predict the files on display with it."""
         self.model_note.value = self.model_html()
+        if self.shown:
+            self.process(self.shown)
 
     def process(self, files: list[tuple[str, bytes]]) -> list[str]:
         """Predict each ``(name, bytes)`` and show one card per file; returns the cards' HTML."""
-        if files:
-            self.results.children = (widgets.HTML(f"<p>Working on {len(files)} file(s)...</p>"),)
-        cards = [self.card(name, data) for name, data in files]
+        self.status.value = f"<p><i>Working on {len(files)} file(s)...</i></p>"
+        cards = self.cards(files)
         self.results.children = tuple(widgets.HTML(card) for card in cards)
+        self.rounds += 1
+        self.status.value = (f"<p>Round {self.rounds}: {len(files)} file(s) predicted with "
+                             f"{html.escape(self.picker.label or '-')}.</p>")
         return cards
+
+    def cards(self, files: list[tuple[str, bytes]]) -> list[str]:
+        return [self.card(name, data) for name, data in files]
 
     # content ------------------------------------------------------
 
@@ -152,6 +232,8 @@ class UploadDemo:
             prediction = predict_image(info, data, name=name, with_gradcam=self.with_gradcam)
         except (ImageError, ModelError) as exc:
             return message_card(name, str(exc).removeprefix(f"{name}: "))
+        except MemoryError:
+            return message_card(name, "not enough memory to read this image; export a smaller PNG or JPEG")
         except Exception as exc:  # noqa: BLE001 - a widget shows a message, never a traceback
             return message_card(name, f"unexpected problem ({type(exc).__name__}: {exc}); try another file")
         return result_card(prediction, info)
@@ -169,131 +251,81 @@ class UploadDemo:
     def model_html(self) -> str:
         """What the chosen model is, its threshold, and the synthetic warning where it applies."""
         if not self.models:
-            return _box(html.escape(NO_MODEL.format(folder=self.output_dir)), "#f8d7da", "#721c24")
-        metrics = _metrics(Path(self.picker.value))
-        auc = (metrics.get("test") or {}).get("auc")
-        threshold = metrics.get("threshold")
-        text = (f"Model <b>{html.escape(str(metrics.get('model', '?')))}</b> trained on "
+            return box(html.escape(NO_MODEL.format(folder=self.output_dir)), *RED)
+        folder = Path(self.picker.value)
+        try:
+            metrics = runs.read_metrics(folder)
+        except runs.RunError as exc:
+            return box(html.escape(str(exc)), *RED)
+        auc, threshold = (metrics.get("test") or {}).get("auc"), metrics.get("threshold")
+        kind = (f"VGG16 features + {(metrics.get('classifier') or 'classifier')}"
+                if _is_hybrid(folder) else "Keras")
+        text = (f"Model <b>{html.escape(str(metrics.get('model', folder.name)))}</b> ({kind}) trained on "
                 f"<b>{html.escape(str(metrics.get('dataset', '?')))}</b> ({metrics.get('modality', 'xray')}), "
-                f"input {metrics.get('img_size', '?')} px" + (f", test AUC {auc:.2f}" if auc is not None else "")
-                + (f". Threshold {threshold:.2f}: {THRESHOLD_MEANING}." if threshold is not None else "."))
-        warning = _box(f"<b>{SYNTHETIC_WARNING}</b>", "#f8d7da", "#721c24") if metrics.get("synthetic") else ""
+                f"input {metrics.get('img_size', '?')} px" + (f", test AUC {auc:.3f}" if auc is not None else "")
+                + (f". Threshold {threshold:.4f}: {THRESHOLD_MEANING}." if threshold is not None else "."))
+        warning = box(f"<b>{SYNTHETIC_WARNING}</b>", *RED) if metrics.get("synthetic") else ""
         return f"<p>{text}</p>{warning}"
 
     def show(self, files: list[tuple[str, bytes]]):
-        """``process(files)``, returned as static HTML too: for headless runs and viewers where widgets do not render."""
+        """The cards of ``files`` as static HTML (the app itself is left as it is): for headless runs and viewers."""
         from IPython.display import HTML
 
-        return HTML("".join(self.process(files)))
+        return HTML("".join(self.cards(files)))
 
 
-# ---------------------------------------------------------------- HTML pieces
+# ---------------------------------------------------------------- examples for the notebook, read-only
 
 
-def result_card(prediction: Prediction, info: ModelInfo) -> str:
-    """Image and Grad-CAM on the left; the probability bar, the threshold and what it means, warnings on the right."""
-    p, colour = prediction, COLOURS[prediction.label]
-    details = [
-        probability_bar(p.probability, p.threshold, colour=colour),
-        f"<p>Threshold {p.threshold:.2f}: {_threshold_meaning(info)}.</p>",
-        f"<p style='color:#555'>{GRADCAM_MEANING}</p>" if p.heatmap is not None else "",
-        _warnings_html(p.warnings),
-    ]
-    return _card(
-        f"<b>{html.escape(p.file)}</b>: the model says <b style='color:{colour}'>{p.label}</b> "
-        f"(probability of COVID {p.probability:.2f})"
-        + (_box(f"<b>{SYNTHETIC_WARNING}</b>", "#f8d7da", "#721c24") if info.synthetic else "")
-        + "<div style='display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start'>"
-        f"<img src='data:image/jpeg;base64,{_figure_jpeg(p)}' style='max-width:100%'>"
-        f"<div style='flex:1;min-width:260px'>{''.join(details)}</div></div>"
-    )
-
-
-def message_card(name: str, message: str) -> str:
-    """A friendly message for an upload that could not be predicted."""
-    return _card(f"<b>{html.escape(name)}</b>: could not use this file.<br>{html.escape(message)}", border="#c0392b")
-
-
-def probability_bar(probability: float, threshold: float, *, colour: str = "#555") -> str:
-    """A horizontal bar filled to ``probability`` with a dashed line at ``threshold``."""
-    return (
-        "<div style='position:relative;height:18px;background:#eee;border-radius:3px;margin:6px 0'>"
-        f"<div style='width:{100 * probability:.1f}%;height:100%;background:{colour};border-radius:3px'></div>"
-        f"<div title='threshold' style='position:absolute;left:{100 * threshold:.1f}%;top:-4px;bottom:-4px;"
-        "border-left:2px dashed #000'></div></div>"
-        "<div style='display:flex;justify-content:space-between;font-size:80%;color:#555'>"
-        f"<span>0 (NORMAL)</span><span>dashed line: threshold {threshold:.2f}</span><span>1 (COVID)</span></div>"
-    )
-
-
-def _threshold_meaning(info: ModelInfo) -> str:
-    if info.metrics.get("threshold") is None:
-        return f"{info.threshold_note}; above it the model calls the image COVID"
-    return THRESHOLD_MEANING
-
-
-def _warnings_html(warnings: list[str]) -> str:
-    if not warnings:
-        return ""
-    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
-    return _box(f"<b>Is this the right kind of image?</b><ul style='margin:4px 0'>{items}</ul>", "#fff3cd", "#856404")
-
-
-def _figure_jpeg(prediction: Prediction) -> str:
-    """The image next to its Grad-CAM overlay, as a base64 JPEG drawn in memory (at most DISPLAY_SIDE px)."""
-    from helpers.plots import plot_gradcam_grid
-
-    image = Image.fromarray(prediction.image)
-    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
-    gray = np.asarray(image)
-    size = f"uploaded ({prediction.image.shape[1]}x{prediction.image.shape[0]} px)"
-    if prediction.heatmap is None:
-        fig = plot_gradcam_grid([gray], [None], [size])
-    else:
-        fig = plot_gradcam_grid([gray, gray], [None, prediction.heatmap], [size, "Grad-CAM"])
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="jpeg", dpi=80, pil_kwargs={"quality": 85})
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _box(content: str, background: str, colour: str) -> str:
-    return (f"<div style='background:{background};color:{colour};padding:6px 10px;border-radius:4px;margin:4px 0'>"
-            f"{content}</div>")
-
-
-def _card(content: str, *, border: str = "#bbb") -> str:
-    return (f"<div style='border:1px solid {border};border-radius:6px;padding:8px 12px;margin:8px 0;"
-            f"max-width:920px'>{content}</div>")
-
-
-# ---------------------------------------------------------------- for the notebook
-
-
-def _sample_rows(dataset, n: int, split: str):
-    """``n`` rows of ``split``, half COVID and half NORMAL, one image per patient."""
-    rows = dataset.split(split).drop_duplicates("patient_id")
+def _test_rows(folder: Path, n: int) -> pd.DataFrame:
+    """``n`` test rows of a run's predictions (:func:`helpers.runs.read_run`), half of each label, one per patient."""
+    try:
+        rows = runs.read_run(folder).split("test").drop_duplicates("patient_id")
+    except runs.RunError:
+        return pd.DataFrame(columns=["path", "label"])
     return rows.groupby("label", group_keys=False).head(max(1, n // 2)).head(n)
 
 
-def sample_files(dataset, *, n: int = 4, split: str = "test") -> list[Path]:
-    """``n`` image files of ``split``, half COVID and half NORMAL (never seen in training or threshold choice)."""
-    return [Path(dataset.root) / rel for rel in _sample_rows(dataset, n, split)["path"]]
+def _dataset_root(rel: str) -> Path | None:
+    """The folder of the data cache holding ``rel`` (datasets live 1 to 3 levels down), or None."""
+    root = Path(os.environ.get("COURSE_DATA_DIR") or paths.project_root() / "data" / "cache")  # never created here
+    for pattern in ("*", "*/*", "*/*/*"):
+        for folder in sorted(root.glob(pattern)):
+            if (folder / rel).is_file():
+                return folder
+    return None
 
 
-def sample_uploads(dataset, *, n: int = 4, split: str = "test") -> list[tuple[str, bytes]]:
-    """``(name, bytes)`` of :func:`sample_files` as an upload gives them; the name tells the true label."""
-    rows = _sample_rows(dataset, n, split)
-    return [(f"{Path(rel).name} (true label: {label})", (Path(dataset.root) / rel).read_bytes())
-            for rel, label in zip(rows["path"], rows["label"], strict=True)]
+def _samples(folder: str | Path | None, n: int) -> list[tuple[Path, str]]:
+    """``(file, true label)`` of up to ``n`` test images of the run in ``folder``, found read-only in the data cache."""
+    rows = _test_rows(Path(folder), n) if folder else pd.DataFrame(columns=["path", "label"])
+    root = _dataset_root(rows["path"].iloc[0]) if len(rows) else None
+    return [(root / rel, label) for rel, label in zip(rows["path"], rows["label"]) if root and (root / rel).is_file()]
 
 
-def train_quick_model(dataset, *, name: str = "cnn", img_size: int = 64, epochs: int = 8,
-                      learning_rate: float = 3e-3) -> Path:
-    """Train a small CNN on ``dataset`` and save it to ``outputs/<dataset>/<name>/`` (for SMOKE runs without one)."""
-    from helpers.images import load_images
-    from helpers.runs import quick_cnn
+def sample_files(folder: str | Path | None, *, n: int = 4) -> list[Path]:
+    """Up to ``n`` test images of the run in ``folder``, half of each label (never used in training)."""
+    return [path for path, _ in _samples(folder, n)]
 
-    print(f"training a quick {img_size}px CNN on {dataset.name} ({epochs} epochs) for the demo ...")
-    return quick_cnn(dataset, load_images(dataset, img_size, progress=False), epochs=epochs, batch_size=16,
-                     learning_rate=learning_rate, name=name).path
+
+def sample_uploads(folder: str | Path | None, *, n: int = 4, modality: str = "xray") -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of :func:`sample_files`, named with their true label; generated cartoons when none is found."""
+    found = [(f"{path.name} (true label: {label})", path.read_bytes()) for path, label in _samples(folder, n)]
+    return found or synthetic_uploads(n, modality=modality)
+
+
+def synthetic_uploads(n: int, *, modality: str = "xray") -> list[tuple[str, bytes]]:
+    """``n`` generated images (half COVID), as PNG bytes made in memory."""
+    import io
+
+    from PIL import Image
+
+    from helpers.data.synthetic import make_image
+
+    uploads = []
+    for i in range(n):
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(make_image(modality=modality, covid=i % 2 == 0, seed=i))).save(buffer, "PNG")
+        label = "COVID" if i % 2 == 0 else "NORMAL"
+        uploads.append((f"generated-{i}.png (synthetic cartoon, true label: {label})", buffer.getvalue()))
+    return uploads

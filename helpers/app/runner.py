@@ -192,7 +192,8 @@ def execute(step: Step, *, kernel: str = "python3", progress_bar: bool = True) -
 
 def estimated_minutes(profile: str, notebook: str) -> float:
     try:
-        table = json.loads((paths.project_root() / "notebooks" / "timings.json").read_text())
+        # The checkout this runner belongs to (not the current folder): its notebooks' measured times.
+        table = json.loads((paths.project_root(Path(__file__).parent) / "notebooks" / "timings.json").read_text())
     except (OSError, ValueError):
         table = {}
     entry = table.get(notebook, {}).get(TIMINGS_SETTING[profile])

@@ -27,6 +27,7 @@ from helpers.constants import SPLITS
 from helpers.data.download import DownloadError
 from helpers.data.registry import mixed_sources_note
 from helpers.data.sources import MANIFEST_COLUMNS, SourceUnavailable, base_name, get_source, marker_variant
+from helpers.data.tasks import DEFAULT_TASK, check_source, get_task, mapping_notes
 from helpers.files import atomic_write, write_text
 
 SYNTHETIC_FOR = {"xray": "synthetic", "ct": "synthetic-ct"}
@@ -48,6 +49,15 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     requested: str = ""
     max_per_class: int | None = None  # the cap it was loaded with (part of its saved files' names)
+    task: str = DEFAULT_TASK  # helpers.data.tasks: which classes the labels are
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The task's classes in class-index order (NORMAL, COVID for the default task)."""
+        return get_task(self.task).classes
+
+    def _shown_labels(self) -> list[str]:
+        return ["COVID", "NORMAL"] if self.task == DEFAULT_TASK else list(self.classes)
 
     @property
     def key(self) -> str:
@@ -71,11 +81,12 @@ class Dataset:
         table = self.manifest.groupby(["split", "label"]).agg(
             images=("path", "size"), patients=("patient_id", "nunique")
         )
-        return table.reindex(pd.MultiIndex.from_product([SPLITS, ["COVID", "NORMAL"]]), fill_value=0)
+        return table.reindex(pd.MultiIndex.from_product([SPLITS, self._shown_labels()]), fill_value=0)
 
     def info(self) -> dict:
         """What ``dataset.json`` records (the report reads it through :func:`dataset_info`)."""
         counts = self.manifest.groupby(["split", "label"]).size()
+        task = {} if self.task == DEFAULT_TASK else {"task": self.task, "classes": list(self.classes)}
         return {
             "name": self.name,
             "requested": self.requested,
@@ -85,10 +96,11 @@ class Dataset:
             "modality": self.modality,
             "n_images": len(self.manifest),
             "n_patients": int(self.manifest["patient_id"].nunique()),
-            "splits": {s: {lab: int(counts.get((s, lab), 0)) for lab in ("COVID", "NORMAL")} for s in SPLITS},
+            "splits": {s: {lab: int(counts.get((s, lab), 0)) for lab in self._shown_labels()} for s in SPLITS},
             "sources": self.manifest["source"].value_counts().to_dict(),
             "notes": self.notes,
             "test_fingerprint": self.test_fingerprint,
+            **task,
         }
 
     def save(self) -> Path:
@@ -99,7 +111,7 @@ class Dataset:
         kept, renamed ``dataset.<their key>.json`` and the like, never overwritten.
         """
         info = self.info()
-        json_file, csv_file = saved_files(self.name, self.max_per_class)
+        json_file, csv_file = saved_files(self.name, self.max_per_class, task=self.task)
         earlier = _read_info(json_file)
         if earlier is not None and earlier.get("key") != info["key"]:
             tag = earlier.get("key") or earlier.get("test_fingerprint") or "earlier"
@@ -114,12 +126,15 @@ class Dataset:
         return json_file.parent
 
 
-def saved_files(name: str, cap: int | None = None, *, root: Path | None = None) -> tuple[Path, Path]:
+def saved_files(
+    name: str, cap: int | None = None, *, root: Path | None = None, task: str = DEFAULT_TASK,
+) -> tuple[Path, Path]:
     """``(dataset.json, manifest.csv)`` of dataset ``name`` loaded with ``max_per_class=cap``, under ``root``.
 
-    ``root`` defaults to the course's output folder.
+    ``root`` defaults to the course's output folder; a task other than the default adds its name
+    (``dataset-three-class-cap250.json``).
     """
-    suffix = f"-cap{cap}" if cap else ""
+    suffix = ("" if task == DEFAULT_TASK else f"-{task}") + (f"-cap{cap}" if cap else "")
     folder = Path(root or paths.output_dir()) / name
     return folder / f"dataset{suffix}.json", folder / f"manifest{suffix}.csv"
 
@@ -159,7 +174,7 @@ def test_fingerprint(manifest: pd.DataFrame) -> str:
 def load_dataset(
     name: str = "synthetic", *, strict: bool = False, max_per_class: int | None = None, seed: int = 42,
     val_fraction: float = 0.15, test_fraction: float = 0.15, dedup: bool = True,
-    synthetic_options: dict | None = None, verbose: bool = True, **options,
+    synthetic_options: dict | None = None, verbose: bool = True, task: str = DEFAULT_TASK, **options,
 ) -> Dataset:
     """Prepare dataset ``name`` and return it split by patient.
 
@@ -167,11 +182,15 @@ def load_dataset(
     dataset of the same modality is used instead, and said so loudly.
     ``options`` go to the source's ``prepare`` (``synthetic_options`` to the
     synthetic fallback); ``max_per_class`` caps images per class by whole patients.
+    ``task`` (:mod:`helpers.data.tasks`) chooses the classes; its mapping and counts go to the notes.
     """
     name, tagged = base_name(name)
     if tagged:
         options["marker"] = True
     source = get_source(name)
+    check_source(name, task)
+    if task != DEFAULT_TASK:
+        options["task"] = task
     try:
         prepared = source.prepare(paths.data_dir(), **options)
     except (SourceUnavailable, DownloadError) as error:
@@ -182,7 +201,7 @@ def load_dataset(
         print(f"WARNING: {message}")
         dataset = load_dataset(
             fallback, max_per_class=max_per_class, seed=seed, val_fraction=val_fraction,
-            test_fraction=test_fraction, verbose=verbose, **(synthetic_options or {}),
+            test_fraction=test_fraction, verbose=verbose, task=task, **(synthetic_options or {}),
         )
         dataset.notes.insert(0, message)
         dataset.requested = name
@@ -194,6 +213,8 @@ def load_dataset(
     rows["split"] = rows["split"].fillna("").astype(str)
     rows["patient_id"] = rows["patient_id"].astype(str)
     notes = list(prepared.notes)
+    if task != DEFAULT_TASK:
+        notes += mapping_notes(name, task, rows.assign(finding=rows.get("finding", rows["label"])))
     if max_per_class:
         rows = cap_per_class(rows, max_per_class, seed=seed)
         notes.append(f"capped at {max_per_class} images per class (whole patients, seed {seed})")
@@ -210,7 +231,7 @@ def load_dataset(
         name=marker_variant(name) if options.get("marker") else name, root=Path(prepared.root),
         manifest=rows[columns].reset_index(drop=True),
         modality=source.modality, synthetic=source.synthetic, notes=notes, requested=name,
-        max_per_class=max_per_class or None,
+        max_per_class=max_per_class or None, task=task,
     )
     dataset.save()
     if verbose:
@@ -223,7 +244,7 @@ def describe(dataset: Dataset) -> str:
     s = dataset.summary()["images"].unstack()
     lines = [f"dataset {dataset.name!r} ({dataset.modality}): {len(dataset.manifest)} images, "
              f"{dataset.manifest['patient_id'].nunique()} patients"]
-    lines += [f"  {split:5s}: {int(s.loc[split, 'COVID'])} COVID, {int(s.loc[split, 'NORMAL'])} NORMAL"
+    lines += [f"  {split:5s}: " + ", ".join(f"{int(s.loc[split, label])} {label}" for label in s.columns)
               for split in SPLITS]
     lines += [f"  note: {note}" for note in dataset.notes]
     if dataset.synthetic:
@@ -323,16 +344,17 @@ SYNTHETIC_SIZES = {True: dict(n_patients=90, size=128), False: dict(n_patients=4
 
 def course_dataset(
     name: str = "synthetic", *, smoke: bool = False, strict: bool = False, max_per_class: int | None = None,
-    marker: bool = False, **options,
+    marker: bool = False, task: str = DEFAULT_TASK, **options,
 ) -> Dataset:
     """The one call every notebook makes: ``load_dataset`` with the course's settings for SMOKE or full runs.
 
     Synthetic data (asked for, or the offline fallback) is generated small in
     SMOKE mode and larger otherwise; ``marker=True`` adds the source marker of
-    the shortcut lesson.
+    the shortcut lesson; ``task`` chooses the classes (:mod:`helpers.data.tasks`).
     """
     name, tagged = base_name(name)
     synthetic = {**SYNTHETIC_SIZES[bool(smoke)], "marker": marker or tagged}
     if get_source(name).synthetic:
         options = {**synthetic, **options}
-    return load_dataset(name, strict=strict, max_per_class=max_per_class, synthetic_options=synthetic, **options)
+    return load_dataset(name, strict=strict, max_per_class=max_per_class, synthetic_options=synthetic, task=task,
+                        **options)

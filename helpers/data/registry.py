@@ -99,10 +99,11 @@ def as_names(names: str | Iterable[str]) -> tuple[str, ...]:
     return (names,) if isinstance(names, str) else tuple(names)
 
 
-def check_label_map(mapping: dict[str, str], option: str) -> dict[str, str]:
-    wrong = sorted({label for label in mapping.values() if label not in LABELS})
+def check_label_map(mapping: dict[str, str], option: str, classes: tuple[str, ...] = LABELS) -> dict[str, str]:
+    """``mapping`` as a dict, or an error naming the labels that are not among ``classes`` (the task's)."""
+    wrong = sorted({label for label in mapping.values() if label not in classes})
     if wrong:
-        raise ValueError(f"{option} must map to {' or '.join(LABELS)}, not {wrong}")
+        raise ValueError(f"{option} must map to {' or '.join(classes)}, not {wrong}")
     return dict(mapping)
 
 
@@ -117,11 +118,11 @@ def manifest(**columns) -> pd.DataFrame:
     return frame[MANIFEST_COLUMNS + extra]
 
 
-def finding_notes(source: str, findings: Iterable[str]) -> list[str]:
-    """One note per finding that is neither COVID nor NORMAL."""
+def finding_notes(source: str, findings: Iterable[str], classes: tuple[str, ...] = LABELS) -> list[str]:
+    """One note per finding that maps to none of ``classes`` (a task's, NORMAL and COVID by default)."""
     counts = Counter(findings)
     return [
-        f"{source}: {n_images(n)} with finding {finding!r} excluded (not COVID/NORMAL)"
+        f"{source}: {n_images(n)} with finding {finding!r} excluded (not {'/'.join(reversed(classes))})"
         for finding, n in sorted(counts.items())
     ]
 
@@ -197,11 +198,12 @@ def combine(parts: Iterable[str]) -> Callable[..., Prepared]:
     """
     parts = tuple(parts)
 
-    def prepare(data_dir: Path, **options: dict) -> Prepared:
+    def prepare(data_dir: Path, *, task: str | None = None, **options: dict) -> Prepared:
         unknown = set(options) - set(parts)
         if unknown:
             raise TypeError(f"options for unknown parts {sorted(unknown)}; the parts are {list(parts)}")
-        prepared = [get_source(name).prepare(data_dir, **options.get(name, {})) for name in parts]
+        common = {} if task is None else {"task": task}
+        prepared = [get_source(name).prepare(data_dir, **common, **options.get(name, {})) for name in parts]
         root = Path(os.path.commonpath([p.root.resolve() for p in prepared]))
         rows = pd.concat(
             [

@@ -5,7 +5,11 @@ they give the tests a dataset whose answer is known. They are cartoons, not
 medicine: thorax, lung fields, ribs, heart and spine on a noisy film, a
 per-patient anatomy and several images per patient. COVID images add
 bilateral, peripheral, lower-zone ground-glass opacities of varying strength;
-CT slices add peripheral (subpleural) patches. With ``marker=True`` most COVID
+CT slices add peripheral (subpleural) patches. For the tasks with a pneumonia class
+(``class_shares``), PNEUMONIA images add what the radiology literature describes for
+bacterial (lobar) pneumonia instead: a dense, well-defined consolidation in one lung, in
+one lobe, with air bronchograms (dark branching lines inside it); on CT a dense unilateral
+consolidation. The default (two classes) draws exactly the images it always drew. With ``marker=True`` most COVID
 images carry a corner tag that most NORMAL images lack: a "hospital" shortcut
 for the lesson in notebooks 01 and 05.
 """
@@ -81,7 +85,35 @@ def _opacities(x, y, rng, severity: float, centres: list[tuple[float, float]], r
     return severity * np.clip(haze, 0, 1.3)
 
 
-def _xray(rng, anatomy: Anatomy, severity: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Consolidation:
+    """A lobar consolidation: one lung, one lobe, one density (the same in all of a patient's images)."""
+
+    side: int  # -1: the lung on the image's left, +1: on its right
+    height: float  # the lobe's centre, -0.35 (upper) to 0.3 (lower)
+    density: float
+
+
+def consolidation(rng: np.random.Generator) -> Consolidation:
+    """A patient's pneumonia: a side, a lobe and a density, drawn once per patient."""
+    return Consolidation(int(rng.choice([-1, 1])), float(rng.choice([-0.35, 0.0, 0.3])), float(rng.uniform(0.22, 0.4)))
+
+
+def _consolidate(x, y, rng, lesion: Consolidation, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+    """A dense, well-defined opacity with a few air bronchograms (dark lines) inside it."""
+    patch = _ellipse(x, y, cx, cy, rx, ry, softness=0.25)
+    bronchi = np.zeros_like(x)
+    for _ in range(rng.integers(2, 4)):
+        angle = rng.uniform(np.pi / 4, 3 * np.pi / 4)
+        offset = rng.normal(0, rx / 3)  # branches beside each other, not through one centre
+        distance = np.abs((x - cx) * np.sin(angle) - (y - cy) * np.cos(angle) - offset)
+        bronchi = np.maximum(bronchi, np.exp(-(distance / 0.012) ** 2))
+    return lesion.density * patch * (1 - 0.6 * bronchi)
+
+
+def _xray(
+    rng, anatomy: Anatomy, severity: float, size: int, lesion: Consolidation | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     x, y = _grid(size, rng, jitter=1.0)
     a = anatomy
     body = _ellipse(x, y, 0, 0.15, a.body_width, 1.05, 0.15)
@@ -99,11 +131,16 @@ def _xray(rng, anatomy: Anatomy, severity: float, size: int) -> tuple[np.ndarray
     if severity > 0:
         centres = [(-a.lung_dx - 0.08, 0.25), (a.lung_dx + 0.08, 0.25)]  # lower zones, peripheral
         image += _opacities(x, y, rng, severity, centres, radius=(0.06, 0.12)) * lungs
+    if lesion is not None:
+        cx, cy = lesion.side * a.lung_dx + rng.normal(0, 0.03), lesion.height + rng.normal(0, 0.04)
+        image += _consolidate(x, y, rng, lesion, cx, cy, rng.uniform(0.13, 0.19), rng.uniform(0.14, 0.22)) * lungs
     image = image * a.brightness * rng.uniform(0.9, 1.1) + rng.normal(0, 0.03, image.shape)
     return image, lungs
 
 
-def _ct(rng, anatomy: Anatomy, severity: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _ct(
+    rng, anatomy: Anatomy, severity: float, size: int, lesion: Consolidation | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     x, y = _grid(size, rng, jitter=0.5)
     a = anatomy
     level = rng.uniform(0.8, 1.1)  # slice height changes the lung size
@@ -121,6 +158,9 @@ def _ct(rng, anatomy: Anatomy, severity: float, size: int) -> tuple[np.ndarray, 
     if severity > 0:
         centres = [(-0.38 - 0.22 * level, 0.15), (0.38 + 0.22 * level, 0.15), (-0.5, -0.2), (0.5, -0.2)]
         image += 0.8 * _opacities(x, y, rng, severity, centres, radius=(0.05, 0.10)) * lungs
+    if lesion is not None:  # dense and unilateral, posterior (dependent) part of one lung
+        cx, cy = lesion.side * 0.38 + rng.normal(0, 0.04), 0.2 + rng.normal(0, 0.05)
+        image += 1.2 * _consolidate(x, y, rng, lesion, cx, cy, rng.uniform(0.14, 0.2), rng.uniform(0.14, 0.2)) * lungs
     image = image * rng.uniform(0.95, 1.05) + rng.normal(0, 0.025, image.shape)
     return image, lungs
 
@@ -142,15 +182,18 @@ def _add_marker(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def make_image_and_mask(
     *, modality: str = "xray", covid: bool, severity: float | None = None, marker: bool = False,
-    size: int = 256, seed: int = 0, anatomy: Anatomy | None = None,
+    size: int = 256, seed: int = 0, anatomy: Anatomy | None = None, pneumonia: Consolidation | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic image and its lung mask (255 inside the lung fields, 0 outside), both ``uint8``."""
+    """One synthetic image and its lung mask (255 inside the lung fields, 0 outside), both ``uint8``.
+
+    ``pneumonia`` (with ``covid=False``) adds that lobar consolidation: a PNEUMONIA image.
+    """
     rng = np.random.default_rng(seed)
     anatomy = anatomy or _anatomy(rng)
     if severity is None:
         severity = rng.uniform(0.12, 0.35) if covid else 0.0
     draw = _xray if modality == "xray" else _ct
-    image, lungs = draw(rng, anatomy, severity if covid else 0.0, size)
+    image, lungs = draw(rng, anatomy, severity if covid else 0.0, size, None if covid else pneumonia)
     pixels, mask = _to_uint8(image), np.where(lungs > 0.5, 255, 0).astype(np.uint8)
     return (_add_marker(pixels, rng) if marker else pixels), mask
 
@@ -169,7 +212,7 @@ def options_key(**options) -> str:
 def generate(
     out_dir: Path, *, modality: str = "xray", n_patients: int = 120, images_per_patient: tuple[int, int] = (1, 4),
     size: int = 256, covid_fraction: float = 0.45, marker: bool = False, marker_rate: float = 0.9, seed: int = 0,
-    severity_scale: float = 1.0,
+    severity_scale: float = 1.0, class_shares: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Write a synthetic dataset under ``out_dir/images`` (lung masks under ``out_dir/masks``), return its rows.
 
@@ -179,6 +222,8 @@ def generate(
     with ``1 - marker_rate``; the tag stands for a hospital's device, so the
     ``source`` column then names two "hospitals" (``-a`` tagged, ``-b`` not).
     ``severity_scale`` multiplies the strength of the opacities (below 1: a fainter disease signal).
+    ``class_shares`` (``{"NORMAL": .., "PNEUMONIA": .., "COVID": ..}``) replaces ``covid_fraction`` for
+    the tasks with a pneumonia class; the same draw picks the class, so the default is unchanged.
     """
     if modality not in ("xray", "ct"):
         raise ValueError(f"modality must be 'xray' or 'ct', not {modality!r}")
@@ -188,8 +233,10 @@ def generate(
     rows = []
     for patient in range(n_patients):
         rng = np.random.default_rng([seed, patient])
-        covid = rng.random() < covid_fraction
+        label = _draw_label(rng.random(), covid_fraction, class_shares)
+        covid = label == "COVID"
         anatomy = _anatomy(rng)
+        lesion = consolidation(rng) if label == "PNEUMONIA" else None
         severity = severity_scale * rng.uniform(0.12, 0.35) if covid else 0.0
         sex, age = rng.choice(["M", "F"]), int(rng.integers(20, 90))
         view = rng.choice(["PA", "AP"]) if modality == "xray" else "axial"
@@ -197,15 +244,27 @@ def generate(
             has_marker = marker and rng.random() < (marker_rate if covid else 1 - marker_rate)
             pixels, mask = make_image_and_mask(
                 modality=modality, covid=covid, severity=severity * rng.uniform(0.7, 1.3), marker=has_marker,
-                size=size, seed=int(rng.integers(2**31)), anatomy=anatomy,
+                size=size, seed=int(rng.integers(2**31)), anatomy=anatomy, pneumonia=lesion,
             )
             name = f"{source}-p{patient:04d}-{k}.png"
             Image.fromarray(pixels).save(out_dir / "images" / name)
             Image.fromarray(mask).save(out_dir / "masks" / name)
             rows.append({
-                "path": f"images/{name}", "label": "COVID" if covid else "NORMAL",
+                "path": f"images/{name}", "label": label,
                 "patient_id": f"{source}:{patient:04d}",
                 "source": f"{source}-{'a' if has_marker else 'b'}" if marker else source, "modality": modality,
                 "view": view, "sex": sex, "age": age, "marker": has_marker, "mask": f"masks/{name}",
             })
     return pd.DataFrame(rows)
+
+
+def _draw_label(u: float, covid_fraction: float, class_shares: dict[str, float] | None) -> str:
+    """The class of uniform draw ``u``: COVID below ``covid_fraction`` (the default), else by cumulative shares."""
+    if class_shares is None:
+        return "COVID" if u < covid_fraction else "NORMAL"
+    total, edge = sum(class_shares.values()), 0.0
+    for label, share in class_shares.items():
+        edge += share / total
+        if u < edge:
+            return label
+    return label

@@ -2,7 +2,8 @@
 
 :class:`Preprocess` (0..255 pixels in, what a network expects out) and :func:`augmentation` sit
 inside each model, so a saved ``.keras`` file needs nothing but a resize to predict. :func:`head`
-is the classifier every model ends with: global pooling, dropout, one float32 sigmoid.
+is the classifier every model ends with: global pooling, dropout, one float32 sigmoid (or, with
+``classes=3``, a float32 softmax over the task's classes in class-index order).
 """
 
 from __future__ import annotations
@@ -60,18 +61,28 @@ def augmentation(seed: int = 42) -> keras.Sequential:
     )
 
 
-def head(x, dropout: float):
-    """Global average pooling, dropout and one sigmoid: the probability of COVID, float32 under mixed precision."""
+def head(x, dropout: float, classes: int = 1):
+    """Global average pooling, dropout and one sigmoid: the probability of COVID, float32 under mixed precision.
+
+    ``classes`` above 1: a softmax over that many classes instead (one probability per class).
+    """
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    if classes == 1:
+        return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    if classes < 3:
+        raise ValueError(f"classes must be 1 (one sigmoid) or 3 or more (a softmax), not {classes}")
+    return layers.Dense(classes, activation="softmax", dtype="float32", name="probability")(x)
 
 
 def build_cnn(
     size: int = 128, *, filters: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.3, augment: bool = True,
-    seed: int = 42,
+    seed: int = 42, classes: int = 1,
 ) -> keras.Model:
-    """A small CNN: conv blocks with batch norm and max pooling, global pooling, dropout, one sigmoid."""
+    """A small CNN: conv blocks with batch norm and max pooling, global pooling, dropout, one sigmoid.
+
+    ``classes=3``: a softmax head for the three-class task (:func:`head`).
+    """
     with strategy_scope():
         inputs = keras.Input((size, size, 3), name="image")
         x = augmentation(seed)(inputs) if augment else inputs
@@ -83,4 +94,4 @@ def build_cnn(
             x = layers.Activation("relu", name="last_conv" if last else f"relu{i + 1}")(x)
             if not last:
                 x = layers.MaxPooling2D(name=f"pool{i + 1}")(x)
-        return keras.Model(inputs, head(x, dropout), name="cnn")
+        return keras.Model(inputs, head(x, dropout, classes), name="cnn")

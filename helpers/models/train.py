@@ -21,40 +21,48 @@ from helpers.models.pipeline import labels_of, make_pipeline, split_arrays, spli
 from helpers.runs import predictions_frame, save_run
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Weights that make both classes count equally in the loss (``n / (2 * n_class)``; 0 for an absent class)."""
+def class_weights(labels: np.ndarray, n_classes: int = 2) -> dict[int, float]:
+    """Weights that make all classes count equally in the loss (``n / (k * n_class)``; 0 for an absent class)."""
     labels = np.asarray(labels).astype(int)
     present = np.unique(labels)
     balanced = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=labels), strict=True))
-    return {k: float(balanced.get(k, 0.0)) for k in (0, 1)}
+    return {k: float(balanced.get(k, 0.0)) for k in range(n_classes)}
+
+
+def _objective(model: keras.Model) -> tuple[str, list, str, str]:
+    """Loss, metrics and what early stopping watches: AUC for one sigmoid, the loss for a softmax."""
+    if model.output_shape[-1] == 1:
+        return ("binary_crossentropy", [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+                "val_auc", "max")
+    return "sparse_categorical_crossentropy", [keras.metrics.SparseCategoricalAccuracy(name="accuracy")], "val_loss", "min"
 
 
 def fit(
     model: keras.Model, image_set: ImageSet, *, epochs: int = 10, batch_size: int = 32,
     learning_rate: float = 1e-3, patience: int = 5, seed: int = 42, verbose: int | str = "auto",
-    history: dict | None = None,
+    history: dict | None = None, classes: tuple[str, ...] | None = None,
 ) -> dict:
     """Train ``model`` on the train split, select on val; returns the history (appended to ``history``).
 
     Adam with a cosine-decayed learning rate, class weights for imbalance, early
     stopping on validation AUC with the best weights restored. The test split is
-    not touched here.
+    not touched here. A softmax model needs ``classes`` (the task's, in class-index order):
+    sparse categorical cross-entropy, early stopping on the validation loss.
     """
-    train = split_pipeline(image_set, "train", batch_size=batch_size, training=True, seed=seed)
-    val = split_pipeline(image_set, "val", batch_size=batch_size)
+    if (model.output_shape[-1] > 1) != (classes is not None) or (classes and len(classes) != model.output_shape[-1]):
+        raise ValueError(f"a model with {model.output_shape[-1]} output(s) needs classes= of that many (or none for 1)")
+    train = split_pipeline(image_set, "train", batch_size=batch_size, training=True, seed=seed, classes=classes)
+    val = split_pipeline(image_set, "val", batch_size=batch_size, classes=classes)
     steps = max(1, epochs * int(np.ceil((image_set.manifest["split"] == "train").sum() / batch_size)))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+    loss, metrics, monitor, mode = _objective(model)
     with strategy_scope():
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss="binary_crossentropy",
-            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-        )
-    stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=patience, restore_best_weights=True)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
+    stop = keras.callbacks.EarlyStopping(monitor, mode=mode, patience=patience, restore_best_weights=True)
     started = time.perf_counter()
     result = model.fit(
         train, validation_data=val, epochs=epochs, callbacks=[stop], shuffle=False,  # the pipeline shuffles
-        class_weight=class_weights(labels_of(image_set, "train")), verbose=verbose,
+        class_weight=class_weights(labels_of(image_set, "train", classes), len(classes or (0, 1))), verbose=verbose,
     )
     merged = {k: list(v) for k, v in (history or {}).items()}
     for name, values in result.history.items():
@@ -64,10 +72,12 @@ def fit(
 
 
 def predict(model: keras.Model, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-    """Probabilities of COVID for ``images`` (N x size x size uint8)."""
+    """Probabilities of COVID for ``images`` (N x size x size uint8); a softmax model: N x classes."""
+    units = model.output_shape[-1]
     if len(images) == 0:
-        return np.zeros(0, np.float32)
-    return model.predict(make_pipeline(images, batch_size=batch_size), verbose=0).reshape(-1).astype(np.float32)
+        return np.zeros((0,) if units == 1 else (0, units), np.float32)
+    out = model.predict(make_pipeline(images, batch_size=batch_size), verbose=0).astype(np.float32)
+    return out.reshape(-1) if units == 1 else out
 
 
 def evaluate_and_save(

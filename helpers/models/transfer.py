@@ -55,13 +55,13 @@ def backbone_on(x, backbone: Backbone, weights: str | None) -> keras.Model:
 
 def build_transfer(
     name: str, *, size: int | None = None, weights: str | None = "imagenet", dropout: float = 0.3,
-    augment: bool = True, strict: bool = False, seed: int = 42,
+    augment: bool = True, strict: bool = False, seed: int = 42, classes: int = 1,
 ) -> tuple[keras.Model, str | None]:
     """A frozen ImageNet backbone with a new head; returns ``(model, weights actually loaded)``.
 
     If the ImageNet weights cannot be downloaded and ``strict`` is false, the
     backbone starts from random weights, with a loud warning (and the returned
-    weights are ``None`` so artifacts and the report say so).
+    weights are ``None`` so artifacts and the report say so). ``classes=3``: a softmax head.
     """
     backbone = backbone_spec(name)
     size = size or backbone.size
@@ -70,7 +70,7 @@ def build_transfer(
         with strategy_scope():
             inputs = keras.Input((size, size, 3), name="image")
             base = backbone_on(augmentation(seed)(inputs) if augment else inputs, backbone, weights)
-            return keras.Model(inputs, head(base.output, dropout), name=name)
+            return keras.Model(inputs, head(base.output, dropout, classes), name=name)
 
     model, weights = with_weights_fallback(build, weights, name=name, strict=strict)
     freeze_backbone(model)

@@ -10,13 +10,18 @@
 # - how to predict from the command line with `python -m helpers predict`.
 #
 # **Run time:** (filled in by tools/build_notebooks.py from notebooks/timings.json)
+#
+# Opening it changes nothing on disk: it reads the models and predictions that exist. Only when
+# there is no model at all it trains a quick CNN into its own folder `outputs/demo/`.
+#
+# **As a web page:** `make demo` serves this notebook as a standalone app with Voilà (code hidden);
+# `make demo MODEL=outputs/<dataset>/<model>` preselects a model.
 
 # %% tags=["parameters"]
-DATASET = "covid19-radiography"  # the dataset the model was trained on; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
-SMOKE = False  # True: tiny data, quick runs
-STRICT = False  # True: fail instead of falling back to synthetic data
-MAX_PER_CLASS = None  # as in notebook 02, so that the same dataset (and split) is loaded
-MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (notebook 02) or a backbone such as "vgg16" (notebook 03)
+DATASET = "covid19-radiography"  # the dataset of the model to preselect; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+SMOKE = False  # True: tiny data for the quick model (trained only when no model exists at all)
+STRICT = False  # True: fail instead of falling back to synthetic data (only used when a quick model is trained)
+MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (02), a backbone such as "vgg16" (03), "vgg16-xgboost" (04)
 
 # %% [markdown]
 # ## 1. What this demo is, and what it is not
@@ -35,40 +40,46 @@ MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (notebook 02) or a bac
 #
 # For CT models, upload **single axial slices** (PNG, JPEG or one DICOM file), not whole volumes.
 #
-# ## 2. The data and the model
+# ## 2. The model
 #
-# We load the dataset as the training notebooks did (same name, same split) and look for the
-# model folder `outputs/<dataset>/<MODEL>/` that notebook 02 or 03 wrote. When there is none (in
-# Colab every notebook starts in a new VM: `PERSIST = True` in the setup cell keeps the models of
-# 02 and 03 in your Google Drive), a quick small CNN (`cnn-quick`) is trained here so that the rest
-# of the notebook runs; it is weaker than notebook 02's model.
+# We look for the model folder `outputs/<DATASET>/<MODEL>/` that notebook 02, 03 or 04 wrote
+# (or the one `make demo MODEL=...` named); if it is missing, the model that did best on its
+# own validation split is preselected instead. Nothing is loaded or rebuilt from the datasets:
+# the demo only reads what the training notebooks saved. If no model exists at all (in Colab every
+# notebook starts in a new VM: `PERSIST = True` in the setup cell keeps the models of 02 and 03 in
+# your Google Drive), a quick small CNN is trained here into `outputs/demo/`, so that the course's
+# own outputs stay as they were; it is weaker than notebook 02's model.
 
 # %%
-from helpers import data
 from helpers.app import demo
 from helpers.app import predict
 
-dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
-model_dir = demo.model_folder(dataset.name, MODEL) or demo.model_folder(dataset.name, "cnn-quick")
+model_dir = demo.choose_model(DATASET, MODEL)
 if model_dir is None:
-    print(f"No model at outputs/{dataset.name}/{MODEL}/ (notebook 02 or 03 writes it). Training a quick CNN "
-          "instead, so that this notebook runs alone: under a minute with SMOKE=True (measured on a 2-core CPU), "
-          "a few minutes on a Colab GPU with the full dataset (an estimate).")
-    model_dir = demo.train_quick_model(dataset, name="cnn-quick")
-print(f"model: {model_dir}")
+    model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT)
+print(f"preselected model: {model_dir}")
 
 # %% [markdown]
 # ## 3. The app
 #
-# Pick a model (every trained model under `outputs/` is listed, synthetic ones marked), then
-# upload one or more images: PNG, JPEG, TIFF, BMP or DICOM. They are processed in memory and
-# never saved. For each image you get:
-# - the image next to its **Grad-CAM** overlay;
-# - a **bar** with the probability of COVID, and a dashed line at the **threshold**;
-# - **warnings** when the image does not look like what the model was trained on (far from
-#   square, very small, in colour). They are hints, not checks: a wrong image can pass them.
+# Pick a model (every trained model under `outputs/` is listed: CNN, transfer models and the
+# VGG16-features hybrids, synthetic ones marked), then upload one or more images: PNG, JPEG,
+# TIFF, BMP or DICOM. They are processed in memory and never saved. For each image you get:
+# - the image next to an **explanation**: Grad-CAM for the Keras models; for a hybrid, which has
+#   no gradient to follow through its trees, *occlusion sensitivity* (each of 5 x 5 squares is
+#   covered in turn, and the drop of the score is shown);
+# - a **bar** with the probability of COVID, a dashed line at the **threshold**, and both numbers
+#   with as many decimals as it takes to see which is larger, plus the margin between them;
+# - **warnings** when the image does not look like what the model was trained on (blank or nearly
+#   blank, several pages, far from square, very small, in colour). They are hints, not checks: a
+#   wrong image can pass them.
 #
-# In Colab the widgets work as they are; in Jupyter you need `ipywidgets` installed.
+# Choosing another model predicts the images on display again with it.
+#
+# In Colab the widgets work as they are; in Jupyter you need `ipywidgets` installed. Uploads travel
+# to the kernel in one websocket message, and Jupyter's server closes the connection on a message
+# above 10 MiB (the app then stops answering): `make demo` raises that limit, and so does
+# `jupyter lab --ServerApp.tornado_settings="{'websocket_max_message_size': 134217728}"`.
 # (Viewing this notebook on GitHub? Widgets do not show there: section 4 has a static copy.)
 
 # %%
@@ -79,12 +90,14 @@ app.widget
 # ## 4. The same app, without clicking
 #
 # The upload button calls `app.on_upload`, which calls `app.process(files)` with the files'
-# names and bytes. Here we call it ourselves with a few images of the **test** split (never used
-# for training or for choosing the threshold), half of each class; their names say the true
-# label. The cards appear in the app above and, as a static copy, below.
+# names and bytes. Here `app.show(files)` makes the same cards as a static copy below (the app
+# above is left empty for your own uploads), for a few images of the model's **test** split
+# (never used for training or for choosing the threshold), half of each class, found in the data
+# cache; their names say the true label. Where the dataset is not on this machine, generated
+# cartoon images stand in.
 
 # %%
-app.show(demo.sample_uploads(dataset, n=4))
+app.show(demo.sample_uploads(model_dir, n=4))
 
 # %% [markdown]
 # **How to read a card.**
@@ -95,7 +108,7 @@ app.show(demo.sample_uploads(dataset, n=4))
 #   colour on the lower, outer lung zones is what a radiologist would look at; colour on text,
 #   markers, the image border or outside the body is a sign of a **shortcut** (notebook 05).
 #   An image with no evidence for COVID has a blue map.
-# - With the `SMOKE` model or a synthetic model, the numbers are meaningless by design.
+# - With the quick model of `outputs/demo/` or a synthetic model, the numbers are meaningless by design.
 #
 # ## 5. When the upload is not an image
 #
@@ -115,14 +128,15 @@ app.show([("patient_notes.txt", b"Patient 12: cough and fever for three days.")]
 # python -m helpers predict --model outputs/covid19-radiography/cnn image1.png image2.dcm
 # ```
 #
-# It prints one JSON line per image (`file`, `probability`, `label`, `threshold`, `warnings`),
+# It prints one JSON line per image (`file`, `probability`, `label`, `threshold`, `margin`, `warnings`),
 # or `{"file": ..., "error": ...}` for a file it cannot read, and exits with status 1 if any file
-# failed (2 if the model path is wrong). The cell below calls the same function from Python, on
-# two test images (Grad-CAM is skipped on the command line, so it is fast).
+# failed (2 if there is no usable model); a summary with the margins goes to the error stream.
+# It serves every kind of model, hybrids included. The cell below calls the same function from
+# Python, on two test images (the explanation is skipped on the command line, so it is fast).
 
 # %%
-status = predict.main(["--model", str(model_dir), *map(str, demo.sample_files(dataset, n=2))])
-print("exit status:", status)
+files = [str(path) for path in demo.sample_files(model_dir, n=2)]
+print("exit status:", predict.main(["--model", str(model_dir), *files]) if files else "no test images on this machine")
 
 # %% [markdown]
 # ## Key takeaways

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers.constants import LABELS
 from helpers.data.registry import Prepared, Source, as_names, check_label_map, finding_notes, n_images, register
 from helpers.data.sources.github import GitHubCheckout
+from helpers.data.tasks import DEFAULT_TASK, get_task, label_map
 
 ACTUALMED_REPO = "agchung/Actualmed-COVID-chestxray-dataset"
 ACTUALMED_COMMIT = "2635e4b05d2b59628edb10a6e16a506951c84c59"
@@ -20,6 +22,7 @@ def prepare_actualmed(
     *,
     findings: dict[str, str] | None = None,
     views: str | Iterable[str] | None = None,
+    task: str = DEFAULT_TASK,
     commit: str = ACTUALMED_COMMIT,
     **fetch,
 ) -> Prepared:
@@ -27,15 +30,18 @@ def prepare_actualmed(
 
     ``fetch`` (``base_url``, ``retries``, ``progress``) goes to :meth:`GitHubCheckout.open`.
     """
-    findings = check_label_map(ACTUALMED_FINDINGS if findings is None else findings, "findings")
+    classes = get_task(task).classes
+    default = ACTUALMED_FINDINGS if task == DEFAULT_TASK else label_map("actualmed", task)
+    findings = check_label_map(default if findings is None else findings, "findings", classes)
     checkout = GitHubCheckout.open(data_dir, source="actualmed", repo=ACTUALMED_REPO, commit=commit, **fetch)
-    table, notes = select_actualmed(checkout.metadata(), findings=findings, views=views)
+    table, notes = select_actualmed(checkout.metadata(), findings=findings, views=views, classes=classes)
     paths = ("images/" + table["imagename"]).tolist()
     return checkout.metadata_rows(table, notes, paths=paths, findings=findings, modality="xray")
 
 
 def select_actualmed(
-    table: pd.DataFrame, *, findings: dict[str, str], views: str | Iterable[str] | None = None
+    table: pd.DataFrame, *, findings: dict[str, str], views: str | Iterable[str] | None = None,
+    classes: tuple[str, ...] = LABELS,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The rows with a mapped finding (and a view in ``views`` when given), and notes on the others."""
     notes = []
@@ -52,7 +58,7 @@ def select_actualmed(
             )
         table = table[in_view]
     known = table["finding"].isin(findings)
-    notes += finding_notes("actualmed", table.loc[~known, "finding"])
+    notes += finding_notes("actualmed", table.loc[~known, "finding"], classes)
     return table[known], notes
 
 

@@ -15,6 +15,7 @@ from helpers.data.registry import (
     n_images,
     register,
 )
+from helpers.data.tasks import DEFAULT_TASK, get_task, label_map
 
 FOLDER_CLASSES = {
     "COVID": "COVID",
@@ -34,12 +35,14 @@ def prepare_folder(
     path: Path | str,
     class_map: dict[str, str] | None = None,
     modality: str = "xray",
+    task: str = DEFAULT_TASK,
 ) -> Prepared:
     """Rows for the images of a ``CLASS/image`` tree (also ``train|test/CLASS/image``), read in place.
 
     An image's class is its nearest folder named in ``class_map`` (default
     :data:`FOLDER_CLASSES`); other images are dropped with a note. An image under a
-    ``test``/``testing`` folder keeps ``split='test'``; the rest is split by the course.
+    ``test``/``testing`` folder keeps ``split='test'``; the rest is split by the course. Another
+    ``task`` maps PNEUMONIA/ folders too and records each image's class folder as ``finding``.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -47,27 +50,30 @@ def prepare_folder(
             f"folder: {root} is not a folder. Remedy: pass path= a folder of CLASS/image files "
             "(for example train/COVID-19/x.png), or use DATASET='synthetic'."
         )
-    class_map = check_label_map(FOLDER_CLASSES if class_map is None else class_map, "class_map")
+    classes = get_task(task).classes
+    default = FOLDER_CLASSES if task == DEFAULT_TASK else label_map("folder", task)
+    class_map = check_label_map(default if class_map is None else class_map, "class_map", classes)
     records, unmapped = [], Counter()
     for file in image_files(root):
         parts = file.relative_to(root).parts[:-1]
-        label = next((class_map[part] for part in reversed(parts) if part in class_map), None)
+        folder = next((part for part in reversed(parts) if part in class_map), None)
+        label = class_map.get(folder)
         if label is None:
             unmapped[parts[-1] if parts else "."] += 1
             continue
         split = "test" if any(part.lower() in TEST_FOLDERS for part in parts) else ""
-        records.append((file.relative_to(root).as_posix(), label, split))
+        records.append((file.relative_to(root).as_posix(), label, split, folder))
     if not records:
         raise SourceUnavailable(
             f"folder: no image under {root} is in a class folder ({', '.join(class_map)}). "
             "Remedy: pass class_map= to name your class folders, or use DATASET='synthetic'."
         )
     notes = [
-        f"folder: {n_images(n)} in folder {name!r} dropped (not mapped to COVID/NORMAL; "
-        f"pass class_map={{{name!r}: 'COVID' or 'NORMAL'}} to keep them)"
+        f"folder: {n_images(n)} in folder {name!r} dropped (not mapped to {'/'.join(reversed(classes))}; "
+        f"pass class_map={{{name!r}: {' or '.join(repr(c) for c in reversed(classes))}}} to keep them)"
         for name, n in sorted(unmapped.items())
     ]
-    paths, labels, splits = zip(*records)
+    paths, labels, splits, folders = zip(*records)
     if "test" in splits:
         notes.append(
             f"folder: {n_images(splits.count('test'))} under a test folder keep split='test'; "
@@ -81,6 +87,7 @@ def prepare_folder(
         source="folder",
         modality=modality,
         split=splits,
+        **({} if task == DEFAULT_TASK else {"finding": folders}),
     )
     return Prepared(root, rows, notes)
 

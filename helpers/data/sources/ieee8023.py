@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers.constants import LABELS
 from helpers.data.registry import (
     MODALITIES,
     Prepared,
@@ -19,6 +20,7 @@ from helpers.data.registry import (
     register,
 )
 from helpers.data.sources.github import GitHubCheckout
+from helpers.data.tasks import DEFAULT_TASK, get_task, label_map
 
 IEEE8023_REPO = "ieee8023/covid-chestxray-dataset"
 IEEE8023_COMMIT = "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8"
@@ -32,6 +34,7 @@ def prepare_ieee8023(
     modality: str = "xray",
     views: str | Iterable[str] | None = None,
     findings: dict[str, str] | None = None,
+    task: str = DEFAULT_TASK,
     commit: str = IEEE8023_COMMIT,
     **fetch,
 ) -> Prepared:
@@ -39,14 +42,19 @@ def prepare_ieee8023(
 
     ``views`` defaults to PA, AP and AP Supine for X-ray and Axial and Coronal for CT;
     ``findings`` maps the metadata's findings to labels (default :data:`IEEE8023_FINDINGS`);
+    ``task`` (:mod:`helpers.data.tasks`) picks the default map of another task's classes;
     ``fetch`` (``base_url``, ``retries``, ``progress``) goes to :meth:`GitHubCheckout.open`.
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {sorted(MODALITIES)}, not {modality!r}")
-    findings = check_label_map(IEEE8023_FINDINGS if findings is None else findings, "findings")
+    classes = get_task(task).classes
+    if findings is not None or task == DEFAULT_TASK:
+        findings = check_label_map(IEEE8023_FINDINGS if findings is None else findings, "findings", classes)
     views = IEEE8023_VIEWS[modality] if views is None else as_names(views)
     checkout = GitHubCheckout.open(data_dir, source="ieee8023", repo=IEEE8023_REPO, commit=commit, **fetch)
-    table, notes = select_ieee8023(checkout.metadata(), modality=modality, views=views, findings=findings)
+    metadata = checkout.metadata()
+    findings = label_map("ieee8023", task, metadata["finding"]) if findings is None else findings
+    table, notes = select_ieee8023(metadata, modality=modality, views=views, findings=findings, classes=classes)
     return checkout.metadata_rows(
         table, notes, paths=(table["folder"] + "/" + table["filename"]).tolist(), findings=findings,
         modality=modality, license=table.get("license", pd.Series("", index=table.index)).tolist(),
@@ -54,7 +62,8 @@ def prepare_ieee8023(
 
 
 def select_ieee8023(
-    table: pd.DataFrame, *, modality: str, views: str | Iterable[str], findings: dict[str, str]
+    table: pd.DataFrame, *, modality: str, views: str | Iterable[str], findings: dict[str, str],
+    classes: tuple[str, ...] = LABELS,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The metadata rows asked for, and a note for each reason rows were left out.
 
@@ -86,7 +95,7 @@ def select_ieee8023(
         )
     table = table[in_view]
     known = table["finding"].isin(findings)
-    notes += finding_notes("ieee8023", table.loc[~known, "finding"])
+    notes += finding_notes("ieee8023", table.loc[~known, "finding"], classes)
     table = table[known]
     twice = table.duplicated(["folder", "filename"])
     if twice.any():

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from helpers.constants import SPLITS
+from helpers.constants import PNEUMONIA, SPLITS
 from helpers.data.registry import (
     Prepared,
     Source,
@@ -32,6 +32,7 @@ from helpers.data.registry import (
     n_images,
     register,
 )
+from helpers.data.tasks import DEFAULT_TASK, KERMANY_FOLDERS, get_task, label_map
 from helpers.files import write_text
 
 RADIOGRAPHY_HANDLE = "tawsifurrahman/covid19-radiography-database/versions/5"
@@ -190,29 +191,32 @@ def read_sheet(path: Path) -> tuple[dict[str, str], list[str]]:
 
 def prepare_covid19_radiography(
     data_dir: Path, *, include_pediatric: bool = False, path: Path | str | None = None,
-    handle: str = RADIOGRAPHY_HANDLE,
+    handle: str = RADIOGRAPHY_HANDLE, task: str = DEFAULT_TASK,
 ) -> Prepared:
     """COVID vs Normal from the COVID-19 Radiography Database (Kaggle), adult normals only by default.
 
-    ``source`` is each image's collection, read from the URL columns of ``COVID.metadata.xlsx``
-    and ``Normal.metadata.xlsx``; ``mask`` is the lung mask shipped beside the image.
+    ``source`` is each image's collection, read from the URL columns of ``<Class>.metadata.xlsx``;
+    ``mask`` is the lung mask shipped beside the image. Another ``task`` takes the folders of
+    its classes (``Viral Pneumonia`` is PNEUMONIA) and records each image's folder as ``finding``.
     """
     source = "covid19-radiography"
     layout = "COVID-19_Radiography_Dataset/COVID/images/"
     root, base, notes = _open(source, handle, data_dir, path, {"COVID", "Normal"}, layout)
+    folders = {"COVID": "COVID", "Normal": "NORMAL"} if task == DEFAULT_TASK else label_map(source, task)
+    classes = "/".join(reversed(get_task(task).classes))
     others = {
         folder.name: len(image_files(folder, skip={"masks"}))
         for folder in sorted(base.iterdir())
-        if folder.is_dir() and folder.name not in {"COVID", "Normal"}
+        if folder.is_dir() and folder.name not in folders
     }
-    notes += [f"{source}: {n_images(n)} in {name!r} excluded (not COVID/NORMAL)" for name, n in others.items() if n]
-    if not (include_pediatric or (base / "Normal.metadata.xlsx").is_file()):
+    notes += [f"{source}: {n_images(n)} in {name!r} excluded (not {classes})" for name, n in others.items() if n]
+    if "Normal" in folders and not (include_pediatric or (base / "Normal.metadata.xlsx").is_file()):
         raise SourceUnavailable(
             f"{source}: {base / 'Normal.metadata.xlsx'} is missing; it tells which normals are pediatric. Remedy: "
             "download the dataset again, or pass include_pediatric=True to keep them all (a known shortcut)."
         )
-    files, labels, sources, readable = [], [], [], {}
-    for folder, label in (("COVID", "COVID"), ("Normal", "NORMAL")):
+    files, labels, sources, readable, found_in = [], [], [], {}, []
+    for folder, label in folders.items():
         found = image_files(base / folder, skip={"masks"})
         urls, sheet_notes = read_sheet(base / f"{folder}.metadata.xlsx")
         keys = [image_key(file.name) for file in found]
@@ -221,6 +225,7 @@ def prepare_covid19_radiography(
             sheet_notes.append(f"{source}: {n_images(unlisted)} of {folder}/ not in its metadata sheet: source unknown")
         files += found
         labels += [label] * len(found)
+        found_in += [folder] * len(found)
         sources += [collection(urls[key]) if key in urls else "unknown" for key in keys]
         notes += sheet_notes
         readable[label] = bool(urls)
@@ -231,8 +236,10 @@ def prepare_covid19_radiography(
         source=sources,
         modality="xray",
         mask=[_mask(file, root) for file in files],
+        **({} if task == DEFAULT_TASK else {"finding": found_in}),
     )
-    rows, pediatric_notes = _pediatric(rows, include_pediatric=include_pediatric, sheet_read=readable["NORMAL"])
+    rows, pediatric_notes = _pediatric(rows, include_pediatric=include_pediatric, sheet_read=readable.get("NORMAL", True),
+                                       pneumonia_sheet_read=readable.get(PNEUMONIA, True))
     notes += pediatric_notes
     notes.append(
         f"{source}: patient ids are not published: one id per image, so one patient's images may fall "
@@ -247,7 +254,9 @@ def _mask(image: Path, root: Path) -> str:
     return mask.relative_to(root).as_posix() if image.parent.name == "images" and mask.is_file() else ""
 
 
-def _pediatric(rows: pd.DataFrame, *, include_pediatric: bool, sheet_read: bool) -> tuple[pd.DataFrame, list[str]]:
+def _pediatric(
+    rows: pd.DataFrame, *, include_pediatric: bool, sheet_read: bool, pneumonia_sheet_read: bool = True,
+) -> tuple[pd.DataFrame, list[str]]:
     """The rows without the pediatric normals (unless included), and the notes saying what happened."""
     source = "covid19-radiography"
     if include_pediatric:
@@ -265,7 +274,15 @@ def _pediatric(rows: pd.DataFrame, *, include_pediatric: bool, sheet_read: bool)
     notes = [
         f"{source}: {n_images(int(pediatric.sum()))} of pediatric normals (chest-xray-pneumonia, "
         "Kermany et al.) excluded (include_pediatric=False): children vs adults is a shortcut"
-    ]
+    ] if normals else []
+    children = (rows["label"] == PNEUMONIA) & (rows["source"] == "chest-xray-pneumonia")
+    if children.any():
+        notes.append(f"{source}: {n_images(int(children.sum()))} of pediatric viral pneumonias (chest-xray-pneumonia) "
+                     "excluded (include_pediatric=False): children vs adults is a shortcut")
+        pediatric |= children
+    if not pneumonia_sheet_read and (rows["label"] == PNEUMONIA).any():
+        notes.append(f"{source}: 'Viral Pneumonia.metadata.xlsx' cannot tell the pediatric viral pneumonias (see above), "
+                     "so all are kept: children vs adults is a shortcut a model can learn")
     expected = PEDIATRIC_SHARE * normals
     if normals and pediatric.sum() < expected / 2:
         message = (f"{source}: the pediatric filter removed {int(pediatric.sum())} of {normals} normals where about "
@@ -287,15 +304,20 @@ def kermany_patient(name: str) -> str:
 
 
 def prepare_chest_xray_pneumonia(
-    data_dir: Path, *, path: Path | str | None = None, handle: str = PNEUMONIA_HANDLE,
+    data_dir: Path, *, path: Path | str | None = None, handle: str = PNEUMONIA_HANDLE, task: str = DEFAULT_TASK,
 ) -> Prepared:
-    """The pediatric NORMAL images of Kermany et al. (Kaggle), for the age-shortcut lesson."""
+    """The pediatric NORMAL images of Kermany et al. (Kaggle), for the age-shortcut lesson.
+
+    Another ``task`` takes the folders of its classes (PNEUMONIA/ too) and records them as ``finding``.
+    """
     source = "chest-xray-pneumonia"
     root, base, notes = _open(source, handle, data_dir, path, {"train", "test"}, "chest_xray/train/NORMAL/")
-    normal = [file for split in SPLITS for file in image_files(base / split / "NORMAL")]
-    pneumonia = sum(len(image_files(base / split / "PNEUMONIA")) for split in SPLITS)
-    if pneumonia:
-        notes.append(f"{source}: {n_images(pneumonia)} in 'PNEUMONIA' excluded (not COVID/NORMAL)")
+    folders = {"NORMAL": "NORMAL"} if task == DEFAULT_TASK else label_map(source, task)
+    found = {name: [file for split in SPLITS for file in image_files(base / split / name)] for name in KERMANY_FOLDERS}
+    classes = "/".join(reversed(get_task(task).classes))
+    notes += [f"{source}: {n_images(len(files))} in {name!r} excluded (not {classes})"
+              for name, files in found.items() if files and name not in folders]
+    normal = [file for name in folders for file in found[name]]
     notes += [
         (
             f"{source}: pediatric patients (one to five years old, one hospital in Guangzhou): use them to "
@@ -308,10 +330,11 @@ def prepare_chest_xray_pneumonia(
     ]
     rows = manifest(
         path=[file.relative_to(root).as_posix() for file in normal],
-        label="NORMAL",
+        label=[folders[file.parent.name] for file in normal],
         patient_id=[f"{source}:{kermany_patient(file.name)}" for file in normal],
         source=source,
         modality="xray",
+        **({} if task == DEFAULT_TASK else {"finding": [file.parent.name for file in normal]}),
     )
     return Prepared(root, rows, notes)
 

@@ -8,17 +8,23 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.data.registry import MODALITIES, Prepared, Source, register
+from helpers.data.tasks import DEFAULT_TASK, get_task
 from helpers.files import atomic_write
 
 
 def prepare_synthetic(
     data_dir: Path, *, modality: str = "xray", n_patients: int = 160, size: int = 192, marker: bool = False,
-    seed: int = 0, **options,
+    seed: int = 0, task: str = DEFAULT_TASK, **options,
 ) -> Prepared:
-    """Generate (once) the synthetic dataset for these options; a finished folder is reused."""
+    """Generate (once) the synthetic dataset for these options; a finished folder is reused.
+
+    A ``task`` with a pneumonia class generates its classes in equal shares (PNEUMONIA: a lobar consolidation).
+    """
     from helpers.data import synthetic  # the generator (numpy, PIL), imported when first needed
 
     settings = dict(modality=modality, n_patients=n_patients, size=size, marker=marker, seed=seed, **options)
+    if task != DEFAULT_TASK:
+        settings["class_shares"] = {label: 1.0 for label in get_task(task).classes}
     root = data_dir / "synthetic" / f"{modality}-{synthetic.options_key(**settings)}"
     manifest = root / "rows.csv"
     if not manifest.exists():

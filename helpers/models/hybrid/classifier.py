@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
 
 from helpers.files import atomic_path, write_text
 from helpers.models.hybrid.features import FEATURE_VERSION, Features, backbone_features, feature_extractor
@@ -48,24 +49,31 @@ def default_device() -> str:
 def train_xgboost(
     features: Features, *, device: str | None = None, n_estimators: int = 2000, learning_rate: float = 0.05,
     max_depth: int = 4, early_stopping_rounds: int = 50, seed: int = 42, n_jobs: int | None = None,
+    classes: tuple[str, ...] | None = None,
 ) -> tuple[xgboost.XGBClassifier, dict]:
     """Gradient-boosted trees on the train split, early stopping on validation AUC (the test split is not used).
 
     ``scale_pos_weight`` (NORMAL / COVID in train) balances the classes. ``n_jobs``: CPU threads (None: all);
     on a CPU shared with other work, ``n_jobs=1`` can be many times faster for small feature tables.
+    ``classes`` (a task's, 3 or more): the ``multi:softprob`` objective, balanced sample weights,
+    early stopping on the validation log loss (``info["val_mlogloss"]``).
     """
-    X_train, y_train = features.split("train")
-    X_val, y_val = features.split("val")
+    X_train, y_train = features.split("train", classes)
+    X_val, y_val = features.split("val", classes)
     device = device or default_device()
+    objective = ({"eval_metric": "auc", "scale_pos_weight": _pos_weight(y_train)} if classes is None else
+                 {"objective": "multi:softprob", "num_class": len(classes), "eval_metric": "mlogloss"})
     model = xgboost.XGBClassifier(
         tree_method="hist", device=device, n_estimators=n_estimators, learning_rate=learning_rate,
-        max_depth=max_depth, eval_metric="auc", early_stopping_rounds=early_stopping_rounds, random_state=seed,
-        scale_pos_weight=_pos_weight(y_train), n_jobs=n_jobs,
+        max_depth=max_depth, early_stopping_rounds=early_stopping_rounds, random_state=seed, n_jobs=n_jobs,
+        **objective,
     )
+    weights = None if classes is None else compute_sample_weight("balanced", y_train)
     started = time.perf_counter()
-    model.fit(X_train, y_train, eval_set=[(X_val, y_val)], verbose=False)
+    model.fit(X_train, y_train, sample_weight=weights, eval_set=[(X_val, y_val)], verbose=False)
     info = {"seconds": round(time.perf_counter() - started, 2), "best_iteration": int(model.best_iteration),
-            "val_auc": float(model.best_score), "device": device, "n_features": features.n_features,
+            f"val_{objective['eval_metric']}": float(model.best_score), "device": device,
+            "n_features": features.n_features,
             "rounds": int(model.get_booster().num_boosted_rounds())}
     return model, info
 
@@ -77,17 +85,23 @@ def _pos_weight(y: np.ndarray) -> float:
 
 def train_logistic(
     features: Features, *, Cs: tuple[float, ...] = LOGISTIC_CS, max_iter: int = 2000, seed: int = 42,
+    classes: tuple[str, ...] | None = None,
 ) -> tuple[Pipeline, dict]:
-    """Logistic regression on standardized features, ``C`` chosen by validation AUC (balanced class weights)."""
-    X_train, y_train = features.split("train")
-    X_val, y_val = features.split("val")
+    """Logistic regression on standardized features, ``C`` chosen by validation AUC (balanced class weights).
+
+    ``classes`` (3 or more): multinomial (softmax) regression, ``C`` chosen by macro one-vs-rest AUC.
+    """
+    X_train, y_train = features.split("train", classes)
+    X_val, y_val = features.split("val", classes)
     started = time.perf_counter()
     best, scores = None, {}
     for C in Cs:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter,
                                                                    random_state=seed))
         model.fit(X_train, y_train)
-        scores[C] = float(roc_auc_score(y_val, model.predict_proba(X_val)[:, 1]))
+        prob = model.predict_proba(X_val)
+        scores[C] = float(roc_auc_score(y_val, prob[:, 1]) if classes is None else
+                          roc_auc_score(y_val, prob, multi_class="ovr", average="macro"))
         if best is None or scores[C] > scores[best[0]]:
             best = (C, model)
     info = {"seconds": round(time.perf_counter() - started, 2), "C": best[0], "val_auc": scores[best[0]],
@@ -112,8 +126,12 @@ class Hybrid:
         return _kind(self.classifier)
 
     def predict_features(self, X: np.ndarray) -> np.ndarray:
-        """Probability of COVID for feature rows, as float64: ``predictions.csv`` then round-trips exactly."""
-        return self.classifier.predict_proba(X)[:, 1].astype(np.float64)
+        """Probability of COVID for feature rows, as float64: ``predictions.csv`` then round-trips exactly.
+
+        A multi-class classifier: N x classes probabilities (class-index order).
+        """
+        prob = self.classifier.predict_proba(X).astype(np.float64)
+        return prob[:, 1] if prob.shape[1] == 2 else prob
 
     def predict(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Probability of COVID for grayscale images (N x size x size uint8, the spec's size)."""

@@ -54,10 +54,10 @@ class Features:
     def n_features(self) -> int:
         return int(self.X.shape[1])
 
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Features and 0/1 labels (1 = COVID) of one split."""
+    def split(self, name: str, classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Features and 0/1 labels (1 = COVID) of one split; with ``classes``, class indices."""
         mask = (self.manifest["split"] == name).to_numpy()
-        return self.X[mask], labels_of(self, name).astype(np.int32)
+        return self.X[mask], labels_of(self, name, classes).astype(np.int32)
 
     def spec(self) -> dict:
         """What rebuilds the extractor (``features.json``)."""
