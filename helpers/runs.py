@@ -4,8 +4,7 @@
   ``threshold`` (chosen on val), ``threshold_rule``, ``img_size``, ``gradcam_layer``, ``val`` and
   ``test`` metrics, ``test_fingerprint`` (:func:`helpers.data.test_fingerprint`), ``max_per_class``
   (the dataset's cap, if any), ``n_images``, ``epochs``, ``train_seconds``, ``params``, ``environment``,
-  ``calibration`` (the temperature fitted on val, :mod:`helpers.evaluation.recalibration`, and the test
-  Brier score before and after; ``predictions.csv`` keeps the model's own, uncalibrated probabilities);
+  ``calibration`` (:mod:`helpers.evaluation.recalibration`: T fitted on val, test Brier before/after);
 - ``predictions.csv`` (required): ``path, patient_id, split, label, y_true, probability`` (val and test);
 - ``history.json``; a model file: ``model.keras`` (kind ``"keras"``), or ``model.ubj`` (XGBoost) /
   ``model.joblib`` (logistic) beside ``features.json`` (kind ``"hybrid"``, :mod:`helpers.models.hybrid`).
@@ -36,7 +35,7 @@ from helpers import paths
 from helpers.constants import POSITIVE
 from helpers.data import dataset_info
 from helpers.environment import versions
-from helpers.evaluation import binary_metrics, brier_score, choose_threshold, to_binary
+from helpers.evaluation import binary_metrics, choose_threshold, to_binary
 from helpers.evaluation.recalibration import Calibration
 from helpers.files import atomic_path, atomic_write, write_text
 
@@ -188,8 +187,7 @@ def save_run(
         "gradcam_layer": gradcam_layer,
         "val": binary_metrics(val["y_true"], val["probability"], threshold),
         "test": binary_metrics(test["y_true"], test["probability"], threshold),
-        "calibration": {**calibration.to_dict(), "brier_test_before": brier_score(test["y_true"], test["probability"]),
-                        "brier_test_after": brier_score(test["y_true"], calibration.apply(test["probability"]))},
+        "calibration": calibration.summary(test["y_true"], test["probability"]),
         "test_fingerprint": getattr(dataset, "test_fingerprint", None),
         "max_per_class": getattr(dataset, "max_per_class", None),
         "train_seconds": round(float(train_seconds), 2),

@@ -90,6 +90,11 @@ class Calibration:
     def to_dict(self) -> dict:
         return {"method": self.method, "T": self.T, "n_val": self.n_val, "note": self.note}
 
+    def summary(self, y_test, prob_test) -> dict:
+        """:meth:`to_dict` and the Brier score of the test images before and after (what a run stores)."""
+        scores = before_after(y_test, prob_test, self.apply(prob_test))
+        return {**self.to_dict(), "brier_test_before": scores["brier_before"], "brier_test_after": scores["brier_after"]}
+
     @classmethod
     def from_dict(cls, record: dict | None) -> Calibration | None:
         """The stored calibration, ``None`` when there is none; refuses unknown methods and bad values."""
