@@ -16,6 +16,7 @@ from image_files import encode as png
 from tiny_models import save_tiny_hybrid
 
 from helpers.app.predict import ModelError, describe_call, load_model, main, model_notes, predict_image, readable
+from helpers.evaluation.recalibration import Calibration
 from helpers.images import ImageError, read_image, resize
 from helpers.models import build_cnn
 from helpers.models.train import predict as train_predict
@@ -101,7 +102,8 @@ def test_predict_real_xray_from_path_and_bytes(model_dir, xray):
     assert from_path.label == ("COVID" if from_path.probability >= 0.37 else "NORMAL")
     assert from_path.heatmap.shape == from_path.image.shape == read_image(xray).shape
     assert from_path.warnings == []
-    assert set(from_path.to_json()) == {"file", "probability", "label", "threshold", "margin", "warnings"}
+    assert set(from_path.to_json()) == {"file", "probability", "label", "threshold", "margin", "calibrated", "warnings"}
+    assert from_path.to_json()["calibrated"] is False  # METRICS store no temperature: the model's own score
     assert from_path.explanation == "Grad-CAM"
 
 
@@ -217,7 +219,9 @@ def test_hybrid_folders_predict_real_xrays_with_occlusion(hybrids, kind, shared_
     xray = shared_data / "ieee8023-mini" / "images"
     path = sorted(xray.iterdir())[0]
     prediction = predict_image(info, path)
-    assert 0 <= prediction.probability <= 1 and prediction.threshold == info.metrics["threshold"]
+    stored = Calibration.from_dict(info.metrics["calibration"])  # save_run fitted it on val: both on its scale
+    assert 0 <= prediction.probability <= 1 and prediction.threshold == float(stored.apply(info.metrics["threshold"]))
+    assert prediction.calibrated
     assert prediction.heatmap.shape == prediction.image.shape and 0 <= prediction.heatmap.min() <= 1
     assert prediction.explanation == "occlusion sensitivity"
     again = predict_image(info, path, with_gradcam=False)
@@ -266,3 +270,24 @@ def test_cli_one_batch_of_every_bad_input_kind(model_dir, xray, tmp_path):
             assert "probability" in line, line
             assert (text in " ".join(line["warnings"]).lower()) if outcome == "warning" else not line["warnings"], line
     assert f"summary: {sum(o != 'error' for o, _ in expected.values()) + 1} of {len(names)} file(s)" in result.stderr
+
+
+def test_a_stored_temperature_calibrates_probability_and_threshold_but_not_the_call(model_dir, xray, tmp_path):
+    from helpers.evaluation.recalibration import apply_temperature
+
+    folder = tmp_path / "synthetic" / "cnn"
+    shutil.copytree(model_dir, folder)
+    metrics = {**METRICS, "calibration": {"method": "temperature", "T": 3.0, "n_val": 2, "note": None}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    raw = predict_image(load_model(model_dir), xray, with_gradcam=False)
+    calibrated = predict_image(load_model(folder), xray, with_gradcam=False)
+    assert calibrated.calibrated and not raw.calibrated
+    assert calibrated.probability == pytest.approx(float(apply_temperature(raw.probability, 3.0)))
+    assert calibrated.threshold == pytest.approx(float(apply_temperature(0.37, 3.0)))
+    assert calibrated.label == raw.label and np.sign(calibrated.margin) == np.sign(raw.margin)
+    assert not any("not calibrated" in note for note in model_notes(load_model(folder)))
+    assert any("not calibrated" in note for note in model_notes(load_model(model_dir)))
+    from helpers.app.cards import result_card
+
+    assert "calibrated on the validation split" in result_card(calibrated, load_model(folder))
+    assert "not calibrated" in result_card(raw, load_model(model_dir))

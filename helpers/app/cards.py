@@ -34,6 +34,8 @@ SYNTHETIC_WARNING = ("SYNTHETIC MODEL: trained on generated cartoon images, not 
 UNKNOWN_DATA = "Whether this model was trained on synthetic data is unknown (no metrics.json next to it)."
 COLOURS = {"COVID": "#c0392b", "NORMAL": "#2e7d32"}
 RED, YELLOW = ("#f8d7da", "#721c24"), ("#fff3cd", "#856404")
+CALIBRATION = {True: "Probability and threshold calibrated on the validation split (temperature scaling).",
+               False: "The model's own score, not calibrated: do not read it as a risk."}
 
 
 def result_card(prediction: Prediction, info: ModelInfo) -> str:
@@ -42,6 +44,7 @@ def result_card(prediction: Prediction, info: ModelInfo) -> str:
     details = [
         probability_bar(p.probability, p.threshold, colour=colour),
         f"<p>Threshold {readable(p.probability, p.threshold)[1]}: {threshold_meaning(info)}.</p>",
+        f"<p style='color:#555'>{CALIBRATION[p.calibrated]}</p>",
         f"<p style='color:#555'>{EXPLANATIONS[p.explanation]}</p>" if p.heatmap is not None else "",
         warnings_html(p.warnings),
     ]

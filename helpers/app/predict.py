@@ -48,6 +48,7 @@ import numpy as np
 from PIL import Image
 
 from helpers import runs
+from helpers.evaluation.recalibration import Calibration
 from helpers.images import ImageError, Source, read_image, resize, to_rgb
 
 DEFAULT_THRESHOLD = 0.5
@@ -110,6 +111,7 @@ class Prediction:
     heatmap: np.ndarray | None = field(default=None, repr=False)  # explanation map, same size as ``image``
     explanation: str = "Grad-CAM"
     warnings: list[str] = field(default_factory=list)
+    calibrated: bool = False  # probability and threshold through the run's temperature (fitted on val)
 
     @property
     def margin(self) -> float:
@@ -117,7 +119,8 @@ class Prediction:
 
     def to_json(self) -> dict:
         return {"file": self.file, "probability": round(self.probability, 6), "label": self.label,
-                "threshold": round(self.threshold, 6), "margin": round(self.margin, 6), "warnings": self.warnings}
+                "threshold": round(self.threshold, 6), "margin": round(self.margin, 6), "calibrated": self.calibrated,
+                "warnings": self.warnings}
 
 
 def readable(probability: float, threshold: float) -> tuple[str, str]:
@@ -242,6 +245,11 @@ def model_notes(info: ModelInfo) -> list[str]:
         notes.append(f"{info.path}: whether this model was trained on synthetic data is unknown (no metrics.json)")
     if info.metrics.get("threshold") is None:
         notes.append(f"threshold {info.threshold:.4f}: {info.threshold_note}")
+    calibration = Calibration.from_dict(info.metrics.get("calibration"))
+    if calibration is None:
+        notes.append("the probability is the model's own score, not calibrated (no temperature stored with the run)")
+    elif calibration.note:
+        notes.append(f"calibration: {calibration.note}")
     return notes
 
 
@@ -258,13 +266,18 @@ def predict_image(model_info: ModelInfo, source: Source, *, name: str | None = N
     doubts: list[str] = []
     gray = read_image(source, name=name, warnings=doubts)
     small = resize(gray, model_info.img_size)
-    probability = float(model_info.probabilities(small[None])[0])
-    heatmap = explain(model_info, gray, small, probability) if with_gradcam else None
+    score = float(model_info.probabilities(small[None])[0])
+    heatmap = explain(model_info, gray, small, score) if with_gradcam else None
+    calibration = Calibration.from_dict(model_info.metrics.get("calibration"))
+    # The temperature keeps the order, so the call at the calibrated threshold is the call at the stored one.
+    probability, threshold = ((score, model_info.threshold) if calibration is None else
+                              (float(calibration.apply(score)), float(calibration.apply(model_info.threshold))))
     return Prediction(
-        file=name, probability=probability, label="COVID" if probability >= model_info.threshold else "NORMAL",
-        threshold=model_info.threshold, image=gray, heatmap=heatmap, explanation=model_info.explanation,
+        file=name, probability=probability, label="COVID" if score >= model_info.threshold else "NORMAL",
+        threshold=threshold, image=gray, heatmap=heatmap, explanation=model_info.explanation,
         warnings=[w.removeprefix(f"{name}: ") for w in doubts] + image_warnings(source, gray,
                                                                                 modality=model_info.modality),
+        calibrated=calibration is not None,
     )
 
 
