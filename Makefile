@@ -69,7 +69,7 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(PY) -m pytest $(TEST_ARGS) --fast
 
-# Debian's Chromium for tests/test_browser.py (Playwright's own browser download is not used). Installed when
+# Debian's Chromium for tests/app/test_browser.py (Playwright's own browser download is not used). Installed when
 # missing and we are root with apt-get; otherwise the browser tests are skipped and say why.
 CHROMIUM ?= /usr/bin/chromium
 browser:
@@ -91,7 +91,7 @@ $(COLAB_VENV)/.installed: pyproject.toml requirements/colab.txt
 	touch $@
 
 # The wheels the notebooks' setup cell installs in Colab, and the setuptools pip builds the course package
-# with, so that tests/test_colab_setup.py runs that cell offline.
+# with, so that tests/notebooks/test_colab_setup.py runs that cell offline.
 WHEELHOUSE := .cache/wheelhouse
 $(WHEELHOUSE)/.downloaded: pyproject.toml tools/build_notebooks.py | $(COLAB_VENV)/.installed
 	$(COLAB_VENV)/bin/python -c "import subprocess, sys, tomllib; from tools.build_notebooks import COLAB_ONLY; \

@@ -159,7 +159,8 @@ def no_internet():
 
 # ------------------------------------------------------------------------------ markers and make test-fast
 
-NEEDS = {"tensorflow": ("tensorflow", "keras", "helpers.models", "helpers.explain"), "notebooks": ("papermill",)}
+NEEDS = {"tensorflow": ("tensorflow", "keras", "helpers.models", "helpers.explain", "tiny_models"),  # tiny_models: tests' Keras models
+         "notebooks": ("papermill",)}
 WHOLE_MODULE = {"notebooks"}  # a module that runs notebooks anywhere is a notebooks module
 # Calls that import TensorFlow or start kernels without an import statement in the test.
 CALLS = {"setup": "tensorflow", "seed_everything": "tensorflow", "run_all": "papermill", "execute_notebook": "papermill"}

@@ -66,7 +66,7 @@ def test_colab_runtime_satisfies_the_package_lower_bounds():
     if not COLAB_FREEZE.exists():
         pytest.skip(f"Colab's package list not found at {COLAB_FREEZE}")
     colab = pins(COLAB_FREEZE)
-    # Colab lacks these on purpose: the notebooks' setup cell installs them (tests/test_notebooks.py).
+    # Colab lacks these on purpose: the notebooks' setup cell installs them (tests/notebooks/test_notebooks.py).
     installed_by_setup_cell = {"pydicom", "imagehash"}
     for requirement in requirements("gpu"):
         name = canonical(requirement.name)

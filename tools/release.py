@@ -19,7 +19,7 @@ VERSION_LINE = re.compile(r'^__version__ = "[^"]*"$', re.M)
 CHECKS = [
     ["-m", "ruff", "check", "helpers", "tests", "tools", "benchmarks"],
     ["tools/build_notebooks.py", "--check"],
-    ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_release.py", "-k", "not make_release"],
+    ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/notebooks/test_release.py", "-k", "not make_release"],
 ]
 
 

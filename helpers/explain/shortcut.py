@@ -35,7 +35,7 @@ MARKER_BOX = (0.60, 0.02, 1.00, 0.15)  # x0, y0, x1, y1 as fractions of the widt
 ATTENTION_BOX = (0.50, 0.00, 1.00, 0.35)
 # The lesson's dataset: the tag on 95 % of COVID and 5 % of NORMAL images, opacities at a fifth of their
 # usual strength (a subtle disease, a loud tag), so that a quick CNN learns the tag rather than the disease.
-# With the tag masked its test AUC falls from about 0.95-1.0 to 0.45-0.7 (tests/test_shortcut.py).
+# With the tag masked its test AUC falls from about 0.95-1.0 to 0.45-0.7 (tests/explain/test_shortcut.py).
 SHORTCUT_OPTIONS = {"marker_rate": 0.95, "severity_scale": 0.2}
 
 

@@ -129,5 +129,5 @@ def test_importing_helpers_models_is_enough_to_load_a_saved_model(tmp_path):
     code = (f"import keras, helpers.models; model = keras.models.load_model({str(path)!r}); "
             "print(model.get_layer('preprocess').mode)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip().splitlines()[-1] == "caffe"

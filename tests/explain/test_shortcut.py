@@ -154,5 +154,5 @@ def test_tag_helpers_import_without_tensorflow():
             "shortcut.mask_marker(shortcut.np.zeros((2, 8, 8))); "
             "print(sorted(m for m in ('tensorflow', 'keras', 'xgboost') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == "[]"

@@ -21,7 +21,7 @@ from helpers.images import ImageError, read_image, resize
 from helpers.models import build_cnn
 from helpers.models.train import predict as train_predict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"model": "cnn", "dataset": "synthetic", "synthetic": True, "modality": "xray", "threshold": 0.37,
            "threshold_rule": "youden (validation split)", "img_size": 32, "gradcam_layer": "last_conv"}
 

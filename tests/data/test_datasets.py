@@ -194,7 +194,7 @@ def test_synthetic_rows_name_a_mask_per_image(course_dirs):
 
 def test_the_cap_is_one_course_wide_setting():
     """Every notebook defaults to no cap and only a profile's common settings change it: one test set for all."""
-    sources = sorted((Path(__file__).resolve().parents[1] / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+    sources = sorted((Path(__file__).resolve().parents[2] / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
     caps = {path.name: line for path in sources for line in path.read_text().splitlines()
             if line.startswith("MAX_PER_CLASS =")}
     assert caps and all(line.startswith("MAX_PER_CLASS = None ") for line in caps.values()), caps

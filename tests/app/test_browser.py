@@ -211,10 +211,22 @@ def kernels(server: subprocess.Popen) -> int:
     return count
 
 
+def accept_dialogs(page) -> None:
+    """Accept what a fresh Lab profile may ask first (a kernel to choose, a notice): its default button."""
+    dialogs = page.locator(".jp-Dialog")
+    for _ in range(3):
+        if not dialogs.count():
+            return
+        print("JupyterLab asked:", dialogs.first.inner_text().replace("\n", " | ")[:300])
+        dialogs.first.locator(".jp-mod-accept").first.click()
+        page.wait_for_timeout(500)
+
+
 def run_all_cells(page) -> None:
     """Run > Run All Cells, again once if no cell has started after 30 s (a menu clicked while Lab still loads)."""
     started = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[[0-9*]+\\]/.test(p.innerText))"
     for attempt in range(2):
+        accept_dialogs(page)
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         try:
