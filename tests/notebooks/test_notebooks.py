@@ -205,6 +205,17 @@ def test_model_artifacts_follow_the_contract_and_agree_with_their_predictions(sm
         assert metrics["environment"]["python"] and metrics["train_seconds"] >= 0
 
 
+def test_notebooks_02_to_04_score_their_models_on_one_test_set(smoke):
+    """02, 03 and 04 run apart but record the same test split: the comparison in 05 is fair."""
+    out, _ = smoke
+    for dataset in SMOKE_DATASETS:
+        recorded = {model: json.loads((out / dataset / model / "metrics.json").read_text()).get("test_fingerprint")
+                    for model in MODELS}
+        tests = [pd.read_csv(out / dataset / model / "predictions.csv").query("split == 'test'") for model in MODELS]
+        assert len(set(recorded.values())) == 1 and None not in recorded.values(), f"{dataset}: {recorded}"
+        assert all(sorted(t["path"]) == sorted(tests[0]["path"]) for t in tests)  # the fingerprint's claim, checked
+
+
 def test_smoke_cnn_learns_the_synthetic_task(smoke):
     out, _ = smoke
     for dataset in SMOKE_DATASETS:
