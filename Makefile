@@ -100,9 +100,11 @@ $(WHEELHOUSE)/.downloaded: pyproject.toml tools/build_notebooks.py | $(COLAB_VEN
 		*build, *COLAB_ONLY], check=True)"
 	touch $@
 
-# -m "": also the tests marked `colab` (a clean Colab-versions venv, notebooks alone), which `make test` skips.
+# Also the tests marked `colab` (a clean Colab-versions venv, notebooks alone), which `make test` skips; the
+# multi-seed training tests (`slow`, but not the notebooks) run in `make test` only, to keep CI under 15 minutes.
+COLAB_MARKS ?= colab or notebooks or not slow
 test-colab: $(COLAB_VENV)/.installed $(WHEELHOUSE)/.downloaded
-	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS) -m ""
+	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS) -m "$(COLAB_MARKS)"
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers tests tools benchmarks

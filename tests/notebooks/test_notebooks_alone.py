@@ -15,8 +15,8 @@ from conftest import ROOT
 pytestmark = pytest.mark.colab
 
 ALONE = {
-    "05_evaluation_and_explainability": ["No trained models under", "Training a quick CNN now"],
-    "06_upload_demo": ["No model at outputs/synthetic/cnn/", "Training a quick CNN instead", "cnn-quick"],
+    "05_evaluation_and_explainability": ["No trained models yet", "Trained a quick", "cnn-quick"],
+    "06_upload_demo": ["No trained model yet: a quick", "for the demo", "preselected model:"],
 }
 
 
