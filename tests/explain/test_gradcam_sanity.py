@@ -57,7 +57,7 @@ def test_one_scale_shows_a_dim_image_as_weak_evidence():
     dim = (bright.astype(float) / 10).round().astype(np.uint8)
     batch = gradcam_batch(model, np.stack([bright, dim]), target="covid")
     assert batch.peaks[0] == batch.scale and batch.maps[0].max() > 0.8  # bilinear upsampling rounds the peak off (0.88-1.0 seen)
-    assert batch.maps[1].max() == pytest.approx(0.1, abs=0.02)
+    assert batch.maps[1].max() / batch.maps[0].max() == pytest.approx(0.1, abs=0.02)  # on the one scale
     assert batch.peaks[1] / batch.peaks[0] == pytest.approx(0.1, abs=0.02)
     assert gradcam(model, np.stack([bright, dim])).max(axis=(1, 2)).min() > 0.8  # each map scaled to its own peak (rounded off by the upsampling)
 
