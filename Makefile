@@ -1,5 +1,6 @@
 # The course's commands. `make run-all` and `make test` set everything up on a fresh machine.
 # Variables: PROFILE=auto|full|cpu|smoke  DATASET=name[,name]  ONLY=02,03  FORCE=1  STRICT=1  JOBS=n
+#            TASK=covid-vs-normal|covid-vs-pneumonia|three-class[,task] (default covid-vs-normal)
 
 PYTHON ?= python3
 VENV := .venv
@@ -24,7 +25,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 $(shell mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR))
 
-RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DATASET)) \
+RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DATASET)) $(if $(TASK),--task $(TASK)) \
 	$(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(STRICT),--strict) $(if $(JOBS),--jobs $(JOBS))
 
 .PHONY: help setup run-all smoke test test-fast browser test-colab lint notebooks report bench demo lock \
@@ -32,6 +33,7 @@ RUN_ARGS := $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATASET),--dataset $(DA
 
 help:
 	@echo "make run-all    run the whole course (GPU: full profile; CPU: about 30 min) and build the report"
+	@echo "                TASK=covid-vs-pneumonia or TASK=three-class (or a comma-separated list): other classes"
 	@echo "make test       the test suite, including a SMOKE run of every notebook"
 	@echo "make smoke      every notebook with tiny settings, offline, X-ray and CT"
 	@echo "make test-fast  the tests that need neither TensorFlow nor papermill (under a minute)"

@@ -2,10 +2,13 @@
 
 Profiles set the notebooks' parameters: ``full`` (GPU scale), ``cpu`` (a laptop
 finishes the series in about half an hour) and ``smoke`` (CI: tiny settings,
-offline, both modalities). Executed notebooks go to ``outputs/notebooks/<dataset>/``.
+offline, both modalities). ``--task`` (comma-separated; default ``covid-vs-normal``)
+chooses the classes (:mod:`helpers.data.tasks`): one series per dataset and task, a task a
+dataset cannot give refused before anything runs. Executed notebooks go to
+``outputs/notebooks/<dataset>/`` (another task: ``outputs/notebooks/<dataset>/<task>/``).
 A notebook that already completed with the same parameters is skipped (the run
 resumes after an interruption); a changed parameter re-runs it and everything
-after it; ``--force`` re-runs all. Series on different datasets are independent and
+after it; ``--force`` re-runs all. Series on different datasets or tasks are independent and
 may run side by side (``--jobs``). The first failure stops the run, names the
 notebook and the cell, and keeps the partly executed notebook for inspection.
 """
@@ -28,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import paths
+from helpers.data.registry import base_name
+from helpers.data.tasks import DEFAULT_TASK, check_source, get_task
 from helpers.files import write_text
 
 PROFILES = {
@@ -54,18 +59,29 @@ class Step:
     notebook: Path
     dataset: str
     parameters: dict
+    task: str = DEFAULT_TASK
 
     @property
     def number(self) -> str:
         return self.notebook.name[:2]
 
     @property
+    def series(self) -> str:
+        """``dataset`` for the default task, else ``dataset/task``: the state's and the outputs' folder."""
+        return self.dataset if self.task == DEFAULT_TASK else f"{self.dataset}/{self.task}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.series}/{self.notebook.name}"
+
+    @property
     def fingerprint(self) -> str:
-        text = json.dumps({"notebook": self.notebook.read_text(), "parameters": self.parameters}, sort_keys=True)
+        text = json.dumps({"notebook": self.notebook.read_text(), "parameters": self.parameters, "task": self.task},
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def output(self) -> Path:
-        return paths.output_dir() / "notebooks" / self.dataset / self.notebook.name
+        return paths.output_dir() / "notebooks" / self.series / self.notebook.name
 
 
 class NotebookFailed(RuntimeError):
@@ -121,14 +137,27 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
-def plan(profile: str, datasets: list[str], selected: list[Path]) -> list[Step]:
+def check_tasks(datasets: list[str], tasks: list[str]) -> None:
+    """Refuse, before anything runs, an unknown task or one a dataset cannot give (``check_source``'s message)."""
+    for task in tasks:
+        for dataset in datasets:
+            try:
+                check_source(base_name(dataset)[0], task)
+            except ValueError as error:
+                raise SystemExit(f"run-all refused, nothing was run: {error}") from None
+
+
+def plan(profile: str, datasets: list[str], selected: list[Path], tasks: list[str] | None = None) -> list[Step]:
+    """One step per dataset, task and notebook; a parameter goes only to a notebook that declares it."""
     settings = PROFILES[profile]
     steps = []
     for dataset in datasets:
-        for notebook in selected:
-            wanted = {**settings["common"], **settings.get(notebook.name[:2], {}), "DATASET": dataset}
-            declared = declared_parameters(notebook)
-            steps.append(Step(notebook, dataset, {k: v for k, v in wanted.items() if k in declared}))
+        for task in tasks or [DEFAULT_TASK]:
+            for notebook in selected:
+                wanted = {**settings["common"], **settings.get(notebook.name[:2], {}), "DATASET": dataset,
+                          "TASK": task}
+                declared = declared_parameters(notebook)
+                steps.append(Step(notebook, dataset, {k: v for k, v in wanted.items() if k in declared}, task))
     return steps
 
 
@@ -184,7 +213,7 @@ def execute(step: Step, *, kernel: str = "python3", progress_bar: bool = True) -
         )
     except PapermillExecutionError as error:
         raise NotebookFailed(
-            f"{step.notebook.name} ({step.dataset}) failed in cell {error.exec_count or error.cell_index}: "
+            f"{step.notebook.name} ({step.dataset}{'' if step.task == DEFAULT_TASK else ', ' + step.task}) failed in cell {error.exec_count or error.cell_index}: "
             f"{error.ename}: {error.evalue}\nThe partly executed notebook is kept at {output}"
         ) from None
     return time.perf_counter() - started
@@ -212,30 +241,42 @@ def machine() -> str:
 def run_all(
     profile: str | None = None, *, datasets: list[str] | None = None, only: list[str] | None = None,
     force: bool = False, strict: bool = False, report: bool = True, kernel: str = "python3",
-    notebook_dir: Path | None = None, jobs: int | None = None,
+    notebook_dir: Path | None = None, jobs: int | None = None, tasks: list[str] | None = None,
 ) -> list[dict]:
-    """Plan, print the plan, run the steps not already done, print the time table; returns its rows."""
+    """Plan, print the plan, run the steps not already done, print the time table; returns its rows.
+
+    ``tasks``: the tasks to run (default ``covid-vs-normal``), each on every dataset.
+    """
     profile, why = choose_profile(profile)
-    resolved = [resolve_dataset(name, strict=strict) for name in (datasets or DEFAULT_DATASETS[profile])]
+    tasks = list(dict.fromkeys(tasks or [DEFAULT_TASK]))
+    requested = datasets or DEFAULT_DATASETS[profile]
+    check_tasks(requested, tasks)
+    resolved = [resolve_dataset(name, strict=strict) for name in requested]
     selected = notebooks(notebook_dir, only=only)
     if not selected:
         raise SystemExit("no notebooks found under notebooks/ (or none matches --only)")
-    steps = plan(profile, list(dict.fromkeys(name for name, _ in resolved)), selected)
+    steps = plan(profile, list(dict.fromkeys(name for name, _ in resolved)), selected, tasks)
     if strict:
         for step in steps:
             step.parameters["STRICT"] = True
     series = {}
     for step in steps:
-        series.setdefault(step.dataset, []).append(step)
+        series.setdefault(step.series, []).append(step)
     jobs = max(1, min(jobs or default_jobs(profile), len(series)))
     estimate = sum(estimated_minutes(profile, step.notebook.stem) for step in steps) / jobs
     print(f"Plan: profile {profile!r} ({why})")
     for name, kind in resolved:
         print(f"  dataset {name}: {kind}")
+    for task in tasks:
+        print(f"  task {task}: classes {', '.join(get_task(task).classes)}")
+    untasked = sorted({s.notebook.name for s in steps if s.task != DEFAULT_TASK and "TASK" not in s.parameters})
+    if untasked:
+        print(f"  WARNING: {', '.join(untasked)} declare no TASK parameter: they run on their own default task")
     print(f"  notebooks: {', '.join(nb.name for nb in selected)}")
     print(f"  estimated time: about {estimate:.0f} min; outputs in {paths.output_dir()}")
     if jobs > 1:
-        print(f"  {jobs} dataset series run side by side (each notebook still runs after the one it builds on)")
+        print(f"  {jobs} series (dataset, task) run side by side (each notebook still runs after the one it "
+              "builds on)")
     state = {} if force else read_state()
     started = time.perf_counter()
     lock, failed = threading.Lock(), threading.Event()
@@ -243,7 +284,7 @@ def run_all(
     def run_series(series_steps: list[Step]) -> tuple[list[dict], NotebookFailed | None]:
         rows, rerun_rest = [], force
         for step in series_steps:
-            key = f"{step.dataset}/{step.notebook.name}"
+            key = step.key
             done = state.get(key, {})
             if not rerun_rest and done.get("fingerprint") == step.fingerprint and step.output().exists():
                 print(f"- {key}: done earlier with the same parameters, skipped (--force re-runs it)")
@@ -286,8 +327,8 @@ def run_all(
 
 
 def _row(step: Step, profile: str, status: str, seconds: float) -> dict:
-    return {"notebook": step.notebook.stem, "dataset": step.dataset, "profile": profile, "status": status,
-            "seconds": round(seconds, 1)}
+    return {"notebook": step.notebook.stem, "dataset": step.dataset, "task": step.task, "profile": profile,
+            "status": status, "seconds": round(seconds, 1)}
 
 
 def _finish(rows: list[dict], wall: float) -> None:
@@ -295,18 +336,21 @@ def _finish(rows: list[dict], wall: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     measured = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     path.write_text(json.dumps([{**row, **measured} for row in rows], indent=1))
-    print(f"\n{'notebook':34s} {'dataset':16s} {'status':16s} {'seconds':>8s}")
+    print(f"\n{'notebook':34s} {'dataset':16s} {'task':19s} {'status':16s} {'seconds':>8s}")
     for row in rows:
-        print(f"{row['notebook']:34s} {row['dataset']:16s} {row['status']:16s} {row['seconds']:8.1f}")
+        print(f"{row['notebook']:34s} {row['dataset']:16s} {row.get('task', DEFAULT_TASK):19s} {row['status']:16s} "
+              f"{row['seconds']:8.1f}")
     total = sum(row["seconds"] for row in rows if row["status"] == "ok")
-    print(f"{'sum of the times of the notebooks run now':68s} {total:8.1f}")
-    print(f"{'wall clock':68s} {wall:8.1f}\nexecuted notebooks: {paths.output_dir() / 'notebooks'}")
+    print(f"{'sum of the times of the notebooks run now':88s} {total:8.1f}")
+    print(f"{'wall clock':88s} {wall:8.1f}\nexecuted notebooks: {paths.output_dir() / 'notebooks'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers run-all", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=["auto", *PROFILES], default=os.environ.get("PROFILE") or "auto")
     parser.add_argument("--dataset", help="comma-separated dataset names (default: the profile's)")
+    parser.add_argument("--task", help=f"comma-separated tasks (default {DEFAULT_TASK}): covid-vs-normal, "
+                        "covid-vs-pneumonia, three-class")
     parser.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03")
     parser.add_argument("--force", action="store_true", help="re-run notebooks already done")
     parser.add_argument("--strict", action="store_true", help="fail instead of falling back to synthetic data")
@@ -318,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         run_all(
             args.profile, datasets=args.dataset.split(",") if args.dataset else None,
             only=args.only.split(",") if args.only else None, force=args.force, strict=args.strict,
-            report=not args.no_report, jobs=args.jobs,
+            report=not args.no_report, jobs=args.jobs, tasks=args.task.split(",") if args.task else None,
         )
     except NotebookFailed:
         return 1

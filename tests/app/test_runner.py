@@ -132,7 +132,7 @@ def test_dataset_series_run_side_by_side_each_in_its_own_order(course, capsys):
     for dataset in ("synthetic", "synthetic-ct"):
         assert [r["notebook"] for r in records(out) if r["DATASET"] == dataset] == ["01_meet", "02_after"]
         assert (out / f"{dataset}.started").read_text() == str(max(1, (os.cpu_count() or 1) // 2))
-    assert "2 dataset series run side by side" in capsys.readouterr().out
+    assert "2 series (dataset, task) run side by side" in capsys.readouterr().out
     assert os.environ.get("TF_NUM_INTRAOP_THREADS") == before  # the share was for the kernels only
 
 
@@ -164,3 +164,72 @@ def test_command_line_reports_failure_with_exit_status(course):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runner, "notebooks", lambda root=None, only=None: sorted(folder.glob("*.ipynb")))
         assert runner.main(["--profile", "smoke", "--dataset", "synthetic", "--no-report"]) == 1
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+TASKED = PARAMETERS + '\nTASK = "covid-vs-normal"'
+RECORD_TASK = """
+import json, os, pathlib
+with (pathlib.Path(os.environ["COURSE_OUTPUT_DIR"]) / "tasks.jsonl").open("a") as f:
+    f.write(json.dumps({"notebook": NAME, "DATASET": DATASET, "TASK": TASK}) + "\\n")
+"""
+
+
+def test_a_step_per_dataset_and_task_each_with_its_own_output_and_fingerprint(tmp_path, course_dirs):
+    tasked = write_notebook(tmp_path, "01_tasked", parameters=TASKED)
+    untasked = write_notebook(tmp_path, "02_untasked")
+    steps = runner.plan("smoke", ["synthetic"], [tasked, untasked], ["covid-vs-normal", "three-class"])
+    assert [(s.notebook.stem, s.task) for s in steps] == [
+        ("01_tasked", "covid-vs-normal"), ("02_untasked", "covid-vs-normal"),
+        ("01_tasked", "three-class"), ("02_untasked", "three-class")]
+    assert [s.parameters.get("TASK") for s in steps] == ["covid-vs-normal", None, "three-class", None]
+    notebooks_dir = course_dirs[1] / "notebooks"
+    assert steps[0].output() == notebooks_dir / "synthetic" / "01_tasked.ipynb"  # the default's path as before
+    assert steps[2].output() == notebooks_dir / "synthetic" / "three-class" / "01_tasked.ipynb"
+    assert (steps[0].key, steps[2].key) == ("synthetic/01_tasked.ipynb", "synthetic/three-class/01_tasked.ipynb")
+    assert steps[1].parameters == steps[3].parameters and steps[1].fingerprint != steps[3].fingerprint
+    assert runner.plan("smoke", ["synthetic"], [tasked]) == steps[:1]  # no tasks: the default task
+
+
+@pytest.mark.parametrize(("datasets", "tasks", "message"), [
+    (["synthetic", "covid-ct"], ["covid-vs-normal", "covid-vs-pneumonia"],
+     r"task 'covid-vs-pneumonia' refused: covid-ct has no pneumonia class"),
+    (["synthetic"], ["covid-vs-flu"], r"unknown task 'covid-vs-flu'; choose one of: covid-vs-normal"),
+])
+def test_a_task_a_dataset_cannot_give_is_refused_before_anything_runs(course, monkeypatch, datasets, tasks, message):
+    folder, out = course
+    write_notebook(folder, "01_a", RECORD, parameters=TASKED)
+
+    def no_network(host, timeout=3.0):
+        raise AssertionError("the datasets were resolved before the tasks were checked")
+
+    monkeypatch.setattr(runner, "online", no_network)
+    with pytest.raises(SystemExit, match="run-all refused, nothing was run: " + message):
+        runner.run_all("smoke", datasets=datasets, tasks=tasks, report=False, notebook_dir=folder)
+    assert records(out) == [] and not (out / "notebooks").exists()
+
+
+def test_tasks_run_as_separate_series_and_resume_separately(course, capsys):
+    folder, out = course
+    write_notebook(folder, "01_a", RECORD_TASK, parameters=TASKED)
+    rows = runner.run_all("smoke", datasets=["synthetic"], tasks=["covid-vs-normal", "three-class"], report=False,
+                          notebook_dir=folder, jobs=1)
+    assert [(r["task"], r["status"]) for r in rows] == [("covid-vs-normal", "ok"), ("three-class", "ok")]
+    ran = [json.loads(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
+    assert [r["TASK"] for r in ran] == ["covid-vs-normal", "three-class"]
+    assert (out / "notebooks" / "synthetic" / "01_a.ipynb").exists()
+    assert (out / "notebooks" / "synthetic" / "three-class" / "01_a.ipynb").exists()
+    printed = capsys.readouterr().out
+    assert "task three-class: classes NORMAL, PNEUMONIA, COVID" in printed
+    rows = runner.run_all("smoke", datasets=["synthetic"], tasks=["three-class"], report=False, notebook_dir=folder)
+    assert [(r["task"], r["status"]) for r in rows] == [("three-class", "skipped (done)")]
+
+
+def test_command_line_passes_the_tasks(monkeypatch):
+    called = {}
+    monkeypatch.setattr(runner, "run_all", lambda profile, **kwargs: called.update(kwargs) or [])
+    assert runner.main(["--profile", "smoke", "--task", "covid-vs-pneumonia,three-class"]) == 0
+    assert called["tasks"] == ["covid-vs-pneumonia", "three-class"]
+    runner.main(["--profile", "smoke"])
+    assert called["tasks"] is None  # run_all's default: covid-vs-normal
