@@ -201,9 +201,12 @@ def plot_threshold_tradeoff(run: Run, *, splits=("val", "test"), figsize=(8, 4.5
 
 
 def plot_history(history: dict, *, title: str = "training", synthetic: bool = False):
-    """Loss and AUC per epoch for train and validation: where the two curves part, over-fitting starts."""
+    """Loss and AUC per epoch for train and validation: where the two curves part, over-fitting starts.
+
+    A history without AUC (a softmax model of three classes) shows the accuracy instead.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric in zip(axes, ("loss", "auc")):
+    for ax, metric in zip(axes, ("loss", "auc" if "auc" in history or "accuracy" not in history else "accuracy")):
         epochs = np.arange(1, len(history.get(metric, [])) + 1)
         ax.plot(epochs, history.get(metric, []), "o-", label="train")
         ax.plot(epochs, history.get(f"val_{metric}", []), "o-", label="validation")

@@ -4,7 +4,8 @@
 # **What you will learn**
 # - how images flow from the decoded cache through a `tf.data` pipeline into a Keras model;
 # - how to write a small convolutional network in Keras, layer by layer (convolution, batch
-#   normalization, pooling, dropout, a sigmoid output), with augmentation layers inside the model;
+#   normalization, pooling, dropout, a sigmoid output, or a softmax for three classes), with augmentation
+#   layers inside the model;
 # - how to compile and fit it honestly: class weights for imbalance, early stopping on the **validation** split,
 #   and the **test** split touched exactly once, at the end;
 # - what over-fitting looks like on a small dataset, and why a model must beat the
@@ -15,6 +16,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
 SMOKE = False  # True: tiny data and epochs, about a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data
 MAX_PER_CLASS = None  # cap images per class (whole patients), e.g. 500 on a CPU
@@ -31,7 +33,8 @@ if SMOKE:  # tiny images and few of them: a higher learning rate gets there in a
 # ## 1. The data
 #
 # `course_dataset` fetches the dataset (or, offline, falls back to the synthetic set and says so
-# loudly), splits it **by patient** (no patient in two parts) and prints the counts.
+# loudly), keeps the classes of `TASK` (its notes say which findings went to which class), splits it
+# **by patient** (no patient in two parts) and prints the counts.
 # `load_images` decodes and resizes every image once and caches the result, so the next
 # notebook starts in seconds.
 
@@ -45,11 +48,12 @@ from IPython.display import Markdown, display
 from keras import layers
 
 from helpers import data, evaluation, images, plots
+from helpers.evaluation import multiclass
 from helpers.models import train
 from helpers.models.pipeline import labels_of, split_pipeline
 from helpers.runs import read_runs
 
-dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS, task=TASK)
 image_set = images.load_images(dataset, IMG_SIZE)
 counts = image_set.manifest.groupby("split").agg(images=("path", "size"), patients=("patient_id", "nunique"))
 counts.loc[["train", "val", "test"]]
@@ -60,7 +64,7 @@ counts.loc[["train", "val", "test"]]
 # slices rather than radiographs.
 
 # %%
-sample = image_set.manifest.groupby("label").head(4).index[:8]
+sample = image_set.manifest.groupby("label").head(8 // len(dataset.classes)).index[:8]
 plots.plot_images(image_set.images[sample], image_set.manifest.loc[sample, "label"], ncols=8,
                   title=f"{dataset.name}: images from every split at {IMG_SIZE}px", synthetic=dataset.synthetic);
 
@@ -111,7 +115,8 @@ plots.plot_augmentations(image_set.images[first], make_augmentation(), n=8, synt
 # ## 3. The model, layer by layer
 #
 # The network takes raw pixel values (0..255, the grey image repeated on three channels) and
-# returns one number: the probability of COVID.
+# returns, for a task of two classes, one number: the probability of COVID; for the three classes
+# (`TASK = "three-class"`), one probability per class, in the order of `dataset.classes`.
 #
 # 1. **Augmentation** (above), active only in training.
 # 2. **Rescaling** to 0..1. Preprocessing is a layer of the model too, so training, evaluation and
@@ -124,15 +129,16 @@ plots.plot_augmentations(image_set.images[first], make_augmentation(), n=8, synt
 #    notebook 05.
 # 4. **Global average pooling** turns each feature map into one number, **dropout** switches off
 #    a random share of them in training (against over-fitting), and one **sigmoid** unit gives the
-#    probability. That last layer computes in `float32` even when the rest of the network runs in
-#    `float16` on a GPU (mixed precision), so the probability is not rounded.
+#    probability. With three classes the last layer has three units and a **softmax**: three
+#    probabilities that sum to 1. That last layer computes in `float32` even when the rest of the
+#    network runs in `float16` on a GPU (mixed precision), so the probability is not rounded.
 #
 # `helpers.models.build_cnn` is the same network (the upload demo and the tests use it); a test of
 # the course builds both and checks that they have the same layers, shapes and parameter count.
 # Change the cell below freely: that is what it is for.
 
 # %% tags=["lesson-cnn"]
-def make_cnn(size, filters=(16, 32, 64, 128), dropout=0.3, seed=42):
+def make_cnn(size, n_classes=2, filters=(16, 32, 64, 128), dropout=0.3, seed=42):
     inputs = keras.Input((size, size, 3), name="image")
     x = make_augmentation(seed)(inputs)
     x = layers.Rescaling(1.0 / 255, name="preprocess")(x)
@@ -145,67 +151,82 @@ def make_cnn(size, filters=(16, 32, 64, 128), dropout=0.3, seed=42):
             x = layers.MaxPooling2D(name=f"pool{i + 1}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    if n_classes == 2:  # one sigmoid unit: the probability of COVID
+        outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    else:  # a softmax: one probability per class (in dataset.classes order), summing to 1
+        outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probability")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 # %% [markdown]
-# Build it (inside the distribution strategy `helpers.setup()` chose, so that several GPUs would
-# share it) and look at the summary: the output shape of every layer and its number of parameters.
+# Build it for the task's number of classes (inside the distribution strategy `helpers.setup()`
+# chose, so that several GPUs would share it) and look at the summary: the output shape of every
+# layer and its number of parameters.
 # Convolutions have `use_bias=False` because the batch normalization that follows adds its own
 # offset.
 
 # %%
+n_classes = len(dataset.classes)  # 2: one sigmoid unit; 3 (NORMAL, PNEUMONIA, COVID): a 3-unit softmax
 with ENV.strategy.scope():
-    model = make_cnn(IMG_SIZE)
+    model = make_cnn(IMG_SIZE, n_classes)
+print(f"task {dataset.task}: classes {', '.join(dataset.classes)} -> output layer "
+      f"{model.get_layer('probability').units} unit(s), {model.get_layer('probability').activation.__name__}")
 model.summary(line_length=90)
 
 # %% [markdown]
 # ## 4. Training
 #
 # First the data side. `split_pipeline` turns the cached images of one split into batches of
-# `(image, label)`; the training pipeline is reshuffled every epoch. **Class weights** multiply the
-# loss of each training image by `n / (2 x n_class)`, so that the rarer class counts as much as the
-# common one. Only the training loss is weighted; the validation loss Keras reports is not.
+# `(image, label)`: the label is 1 for COVID and 0 otherwise with two classes, the index of the class
+# in `dataset.classes` with three (`classes=`). The training pipeline is reshuffled every epoch.
+# **Class weights** multiply the loss of each training image by `n / (k x n_class)` (`k` classes),
+# so that a rarer class counts as much as a common one. Only the training loss is weighted; the
+# validation loss Keras reports is not.
 
 # %%
-train_data = split_pipeline(image_set, "train", batch_size=BATCH_SIZE, training=True)
-val_data = split_pipeline(image_set, "val", batch_size=BATCH_SIZE)
-class_weight = train.class_weights(labels_of(image_set, "train"))
-print("class weights (0 = NORMAL, 1 = COVID):", {k: round(w, 3) for k, w in class_weight.items()})
+classes = dataset.classes if n_classes > 2 else None  # three classes: class indices as labels
+train_data = split_pipeline(image_set, "train", batch_size=BATCH_SIZE, training=True, classes=classes)
+val_data = split_pipeline(image_set, "val", batch_size=BATCH_SIZE, classes=classes)
+class_weight = train.class_weights(labels_of(image_set, "train", classes), n_classes)
+print(f"class weights ({', '.join(f'{i} = {name}' for i, name in enumerate(dataset.classes))}):",
+      {k: round(w, 3) for k, w in class_weight.items()})
 
 # %% [markdown]
-# Then `compile`: the loss (binary cross-entropy, for one sigmoid output), the metrics to report
-# after every epoch, and the optimizer, Adam, with a learning rate that decays along a cosine from
-# `LEARNING_RATE` to a twentieth of it over the whole training.
+# Then `compile`: the loss (binary cross-entropy for one sigmoid output; sparse categorical
+# cross-entropy for a softmax over class indices), the metrics to report after every epoch, and the
+# optimizer, Adam, with a learning rate that decays along a cosine from `LEARNING_RATE` to a
+# twentieth of it over the whole training.
 
 # %% tags=["lesson-compile"]
 steps = EPOCHS * len(train_data)  # batches over the whole training
 schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=steps, alpha=0.05)
+if n_classes == 2:  # early stopping will watch the validation AUC
+    loss, metrics, monitor = "binary_crossentropy", [keras.metrics.AUC(name="auc"),
+                                                     keras.metrics.BinaryAccuracy(name="accuracy")], "val_auc"
+else:  # three classes: early stopping will watch the validation loss
+    loss, metrics, monitor = "sparse_categorical_crossentropy", [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy")], "val_loss"
 with ENV.strategy.scope():
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-    )
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
 
 # %% [markdown]
-# And `fit`, with a callback that watches the validation AUC after every epoch, stops when it has
-# not improved for five epochs and restores the weights of the best epoch (**early stopping**). The
-# test split plays no part in any of this.
+# And `fit`, with a callback that watches the validation AUC (with three classes: the validation
+# loss) after every epoch, stops when it has not improved for five epochs and restores the weights
+# of the best epoch (**early stopping**). The test split plays no part in any of this.
 
 # %% tags=["lesson-fit"]
-stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=5, restore_best_weights=True)
+stop = keras.callbacks.EarlyStopping(monitor, mode="max" if monitor == "val_auc" else "min", patience=5,
+                                     restore_best_weights=True)
 started = time.perf_counter()
 result = model.fit(train_data, validation_data=val_data, epochs=EPOCHS, class_weight=class_weight,
                    callbacks=[stop], shuffle=False, verbose=2)  # shuffle=False: the pipeline shuffles
 history = {name: [float(v) for v in values] for name, values in result.history.items()}
 history["seconds"] = [round(time.perf_counter() - started, 1)]
-best = int(np.argmax(history["val_auc"]))
-print(f"{len(history['loss'])} epochs in {history['seconds'][0]:.0f} s; best validation AUC "
-      f"{history['val_auc'][best]:.3f} at epoch {best + 1} (those weights are kept)")
+best = int(np.argmax(history[monitor]) if monitor == "val_auc" else np.argmin(history[monitor]))
+print(f"{len(history['loss'])} epochs in {history['seconds'][0]:.0f} s; best validation {monitor[4:]} "
+      f"{history[monitor][best]:.3f} at epoch {best + 1} (those weights are kept)")
 
 # %%
-plots.plot_history(history, title=f"CNN from scratch on {dataset.name}", synthetic=dataset.synthetic);
+plots.plot_history(history, title=f"CNN from scratch on {dataset.name} ({dataset.task})", synthetic=dataset.synthetic);
 
 # %% [markdown]
 # **How to read the curves.** The training loss keeps falling as the network fits the training
@@ -220,21 +241,35 @@ plots.plot_history(history, title=f"CNN from scratch on {dataset.name}", synthet
 #
 # `evaluate_and_save` predicts the validation and test images, chooses the decision threshold on
 # the **validation** split (Youden's J: the point that balances sensitivity and specificity), and
-# writes the model and its metrics to `outputs/<dataset>/cnn/` for notebooks 05 and 06.
+# writes the model and its metrics to `outputs/<dataset>/cnn/` (for another task
+# `outputs/<dataset>/cnn-<task>/`) for notebooks 05 and 06. With three classes the threshold is the
+# one of COVID against the rest (NORMAL and PNEUMONIA together), and the metrics add the three
+# classes' own.
 
 # %%
 metrics = train.evaluate_and_save(model, image_set, dataset, history=history,
                                   params={"epochs": EPOCHS, "img_size": IMG_SIZE, "batch_size": BATCH_SIZE})
 print(train.summary_line(metrics))
+if "multiclass" in metrics:
+    three = metrics["multiclass"]["test"]
+    print(f"the line above is COVID against the rest; the {n_classes} classes on test: accuracy "
+          f"{three['accuracy']:.3f}, macro one-vs-rest AUC {three['macro_auc']:.3f}")
 
 # %% [markdown]
 # The ROC curve (every threshold at once; the dot is the threshold chosen on validation) and the
 # confusion matrix at that threshold, on the test split:
 
 # %%
-run = next(r for r in read_runs(dataset=dataset.name) if r.model == "cnn")
+run = next(r for r in read_runs(dataset=dataset.name, task=TASK) if r.model == "cnn")
+if run.multiclass:
+    print(f"{n_classes} classes: the ROC curve and the 2 x 2 confusion matrix are COVID against the rest "
+          f"({' and '.join(c for c in run.classes if c != 'COVID')} together); the {n_classes} x {n_classes} "
+          "matrix (each image's most probable class) follows")
 plots.plot_roc_pr([run]);
 plots.plot_confusion_matrices([run]);
+if run.multiclass:
+    display(pd.DataFrame(metrics["multiclass"]["test"]["confusion"], index=pd.Index(run.classes, name="true"),
+                         columns=pd.Index(run.classes, name="predicted")))
 
 # %% [markdown]
 # **What to read.** The ROC curve should bow towards the top-left corner, well away from the
@@ -248,11 +283,18 @@ plots.plot_confusion_matrices([run]);
 # sensitivity and specificity cannot hide it.
 
 # %%
-train_labels = evaluation.to_binary(image_set.manifest.loc[image_set.manifest["split"] == "train", "label"])
+train_rows = image_set.manifest[image_set.manifest["split"] == "train"]
 test_rows = image_set.manifest[image_set.manifest["split"] == "test"]
-baseline = evaluation.majority_baseline(train_labels, evaluation.to_binary(test_rows["label"]))
+baseline = evaluation.majority_baseline(evaluation.to_binary(train_rows["label"]),
+                                        evaluation.to_binary(test_rows["label"]))
 columns = ["auc", "accuracy", "sensitivity", "specificity"]
+print("COVID against the rest:" if n_classes > 2 else f"{' vs '.join(dataset.classes[::-1])}:")
 display(pd.DataFrame([baseline, metrics["test"]], index=["majority class", "CNN from scratch"])[columns].round(3))
+if n_classes > 2:
+    print(f"the {n_classes} classes:")
+    majority = multiclass.majority_baseline(train_rows["label"], test_rows["label"], dataset.classes)
+    display(pd.DataFrame([majority, metrics["multiclass"]["test"]], index=["majority class", "CNN from scratch"])[
+        ["accuracy", "macro_auc"]].round(3))
 display(Markdown(f"The test split holds **{len(test_rows)} images of {test_rows['patient_id'].nunique()} "
                  f"patients**: every number above is measured on them, once."))
 

@@ -92,20 +92,34 @@ def notebook_cnn():
     return namespace["make_cnn"]
 
 
-@pytest.mark.parametrize("size", [64, 128])
-def test_the_cnn_of_notebook_02_is_build_cnn(notebook_cnn, size):
-    mine, reference = notebook_cnn(size), build_cnn(size)
+def units(n_classes: int) -> int:
+    """``build_cnn``'s ``classes``: one sigmoid unit for two classes, a softmax of ``n_classes`` units above."""
+    return 1 if n_classes == 2 else n_classes
+
+
+@pytest.mark.parametrize(("size", "n_classes"), [(64, 2), (128, 2), (64, 3)])
+def test_the_cnn_of_notebook_02_is_build_cnn(notebook_cnn, size, n_classes):
+    mine, reference = notebook_cnn(size, n_classes), build_cnn(size, classes=units(n_classes))
     assert differences(mine, reference) == []
     assert mine.name == reference.name == "cnn" and gradcam_layer(mine) == "last_conv"
+    assert notebook_cnn(size).output_shape == build_cnn(size).output_shape == (None, 1)  # the default: two classes
+    head = mine.get_layer("probability")
+    assert (head.units, head.activation.__name__) == ((1, "sigmoid") if n_classes == 2 else (3, "softmax"))
 
 
-def test_the_two_cnns_compute_the_same_function(notebook_cnn):
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_two_cnns_compute_the_same_function(notebook_cnn, n_classes):
     """With the helper's weights copied in, the notebook's CNN gives the same probabilities (augmentation off)."""
-    mine, reference = notebook_cnn(64), build_cnn(64)
+    mine, reference = notebook_cnn(64, n_classes), build_cnn(64, classes=units(n_classes))
     mine.set_weights(reference.get_weights())
     images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(mine(images, training=False)),
                                np.asarray(reference(images, training=False)), rtol=1e-5, atol=1e-6)
+
+
+def test_the_comparison_catches_a_head_of_the_wrong_task(notebook_cnn):
+    assert differences(notebook_cnn(64, 3), build_cnn(64))
+    assert differences(notebook_cnn(64), build_cnn(64, classes=3))
 
 
 @pytest.mark.parametrize("change", [{"filters": (16, 32, 64)}, {"filters": (16, 32, 64, 64)}, {"dropout": 0.5},
