@@ -115,31 +115,36 @@ def train_transfer(
     features are adjusted, not destroyed. Phase 2 is kept only if its best
     validation AUC beats phase 1's; otherwise the phase-1 weights (and the frozen
     backbone) are restored. ``params`` in the metrics record ``fine_tune_start``
-    (the epochs of phase 1) and ``fine_tune_kept``. Returns ``(model, metrics)``.
+    (the epochs of phase 1) and ``fine_tune_kept``. Returns ``(model, metrics)``. A dataset of three
+    classes gets a softmax head, and the phases are compared by validation loss instead of AUC.
     """
     from helpers.images import load_images
     from helpers.models import backbone_spec, build_transfer, freeze_backbone, unfreeze_top
 
     size = img_size or backbone_spec(backbone).size
     image_set = load_images(dataset, size)
-    model, used = build_transfer(backbone, size=size, weights=weights, strict=strict)
+    classes = tuple(dataset.classes) if len(getattr(dataset, "classes", ())) > 2 else None
+    model, used = build_transfer(backbone, size=size, weights=weights, strict=strict,
+                                 classes=len(classes) if classes else 1)
     print(f"{backbone}: phase 1, frozen backbone ({epochs} epochs at {size}px, weights={used})")
     history = fit(model, image_set, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                  verbose=verbose) if epochs else {}
+                  verbose=verbose, classes=classes) if epochs else {}
     fine_tune_start, kept = len(history.get("loss", [])), None
     if fine_tune_epochs:
-        phase_one = max(history.get("val_auc", []), default=float("-inf"))
+        phase_one = _best_on_val(history.get("val_auc" if classes is None else "val_loss", []), classes)
         phase_one_weights = model.get_weights()
         n = unfreeze_top(model, fine_tune_fraction)
         print(f"{backbone}: phase 2, fine-tuning the top {n} layers ({fine_tune_epochs} epochs)")
         history = fit(model, image_set, epochs=fine_tune_epochs, batch_size=batch_size,
-                      learning_rate=fine_tune_learning_rate, verbose=verbose, history=history)
-        phase_two = max(history.get("val_auc", [])[fine_tune_start:], default=float("-inf"))
+                      learning_rate=fine_tune_learning_rate, verbose=verbose, history=history, classes=classes)
+        phase_two = _best_on_val(history.get("val_auc" if classes is None else "val_loss", [])[fine_tune_start:],
+                                 classes)
         kept = phase_two > phase_one
         if not kept:
             freeze_backbone(model)  # the trainable flags of phase 1 first: the weights' order follows them
             model.set_weights(phase_one_weights)
-        print(f"{backbone}: best validation AUC {phase_one:.3f} in phase 1, {phase_two:.3f} in phase 2: "
+        print(f"{backbone}: best validation {'AUC' if classes is None else 'loss'} {abs(phase_one):.3f} in phase 1, "
+              f"{abs(phase_two):.3f} in phase 2: "
               + ("fine-tuned weights kept" if kept else "phase-1 weights restored (fine-tuning did not help)"))
     params = {"epochs": epochs, "fine_tune_epochs": fine_tune_epochs, "fine_tune_fraction": fine_tune_fraction,
               "img_size": size, "batch_size": batch_size, "fine_tune_start": fine_tune_start,
@@ -148,3 +153,8 @@ def train_transfer(
     metrics = evaluate_and_save(model, image_set, dataset, name=backbone, history=history, weights=used or "random",
                                 params={**params, "trainable_parameters": trainable})
     return model, metrics
+
+
+def _best_on_val(values: list[float], classes: tuple[str, ...] | None) -> float:
+    """The best validation score, higher is better: the AUC (two classes) or minus the loss (a softmax)."""
+    return max(values if classes is None else [-v for v in values], default=float("-inf"))

@@ -16,6 +16,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
 SMOKE = False  # True: one backbone, tiny images and epochs
 STRICT = False  # True: fail instead of falling back to synthetic data / random weights
 MAX_PER_CLASS = None  # cap images per class (whole patients)
@@ -36,7 +37,7 @@ if SMOKE:
 # %% [markdown]
 # ## 1. The data
 #
-# The same dataset and the same patient-level split as notebook 02, so the models compare
+# The same dataset, task and patient-level split as notebook 02, so the models compare
 # fairly. Images are decoded once per size and cached.
 
 # %%
@@ -51,9 +52,9 @@ from helpers import data, evaluation, images, paths, plots
 from helpers.models import BACKBONES as REGISTRY
 from helpers.models import Preprocess, augmentation, train, with_weights_fallback
 from helpers.models.pipeline import labels_of, split_pipeline
-from helpers.runs import load_history, read_runs
+from helpers.runs import load_history, read_runs, run_name
 
-dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS, task=TASK)
 
 # %% [markdown]
 # ## 2. The backbones
@@ -79,7 +80,8 @@ pd.DataFrame(
 #
 # 1. **Feature extraction.** Take the backbone's convolutional part (`include_top=False`: without
 #    its 1000-class ImageNet head), freeze it (`trainable = False`), put a new head on top (global
-#    average pooling, dropout, one sigmoid unit) and train only that head, at a normal learning rate.
+#    average pooling, dropout, one sigmoid unit; for three classes a 3-unit softmax, as in notebook 02)
+#    and train only that head, at a normal learning rate.
 # 2. **Fine-tuning.** Unfreeze the top part of the backbone and continue with a learning rate
 #    100 times lower, so that the pretrained features are adjusted, not destroyed.
 #
@@ -91,10 +93,13 @@ name = BACKBONES[0]
 spec = REGISTRY[name]
 size = IMG_SIZE or spec.size
 image_set = images.load_images(dataset, size)
-train_data = split_pipeline(image_set, "train", batch_size=BATCH_SIZE, training=True)
-val_data = split_pipeline(image_set, "val", batch_size=BATCH_SIZE)
-class_weight = train.class_weights(labels_of(image_set, "train"))
-print(f"{name}: {spec.application} at {size}px, preprocessing {spec.mode!r}, weights {WEIGHTS}")
+n_classes = len(dataset.classes)  # 2: one sigmoid unit; 3 (NORMAL, PNEUMONIA, COVID): a 3-unit softmax
+classes = dataset.classes if n_classes > 2 else None  # three classes: class indices as labels
+train_data = split_pipeline(image_set, "train", batch_size=BATCH_SIZE, training=True, classes=classes)
+val_data = split_pipeline(image_set, "val", batch_size=BATCH_SIZE, classes=classes)
+class_weight = train.class_weights(labels_of(image_set, "train", classes), n_classes)
+print(f"{name}: {spec.application} at {size}px, preprocessing {spec.mode!r}, weights {WEIGHTS}; "
+      f"task {dataset.task}: classes {', '.join(dataset.classes)}")
 
 # %% [markdown]
 # The model. `input_tensor=x` builds the backbone *on* our preprocessed input, so its layers sit
@@ -113,7 +118,10 @@ def make_transfer_model(weights):
     base = Application(include_top=False, weights=weights, input_tensor=x)
     x = layers.GlobalAveragePooling2D(name="gap")(base.output)
     x = layers.Dropout(0.3, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    if n_classes == 2:  # one sigmoid unit: the probability of COVID
+        outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    else:  # a softmax: one probability per class (in dataset.classes order)
+        outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probability")(x)
     return keras.Model(inputs, outputs, name=name), base
 
 
@@ -131,18 +139,26 @@ print(f"{model.count_params():,} parameters, {count_trainable(model):,} of them 
 
 # %% [markdown]
 # Compile and fit, exactly as in notebook 02: Adam with a cosine-decaying learning rate, class
-# weights, early stopping on the validation AUC with the best weights restored. It is a function
+# weights, early stopping on the validation AUC (three classes: the validation loss) with the best
+# weights restored. It is a function
 # because phase 2 does it again, with another learning rate. **Compile after every change of
 # `trainable`**: Keras fixes the list of weights to update when the model is compiled.
 
 # %% tags=["lesson-fit"]
+if n_classes == 2:
+    loss, monitor, mode = "binary_crossentropy", "val_auc", "max"
+else:
+    loss, monitor, mode = "sparse_categorical_crossentropy", "val_loss", "min"
+
+
 def compile_and_fit(model, learning_rate, epochs):
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * len(train_data)),
                                                       alpha=0.05)
+    metrics = ([keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")] if n_classes == 2
+               else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     with ENV.strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
-                      metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
-    stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=5, restore_best_weights=True)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
+    stop = keras.callbacks.EarlyStopping(monitor, mode=mode, patience=5, restore_best_weights=True)
     started = time.perf_counter()
     result = model.fit(train_data, validation_data=val_data, epochs=epochs, class_weight=class_weight,
                        callbacks=[stop], shuffle=False, verbose=2)
@@ -150,9 +166,13 @@ def compile_and_fit(model, learning_rate, epochs):
     return {**history, "seconds": [round(time.perf_counter() - started, 1)]}
 
 
+def best_on_val(history):  # higher is better: the validation AUC, or minus the validation loss
+    return max([v if mode == "max" else -v for v in history.get(monitor, [])], default=float("-inf"))
+
+
 print(f"{name}: phase 1, frozen backbone; epochs: {EPOCHS}")
 history = compile_and_fit(model, LEARNING_RATE, EPOCHS) if EPOCHS else {}
-phase_one_auc = max(history.get("val_auc", []), default=float("-inf"))
+phase_one_score = best_on_val(history)
 phase_one_weights = model.get_weights()
 fine_tune_start = len(history.get("loss", []))
 
@@ -174,20 +194,20 @@ for layer in backbone[start:]:
 print(f"{name}: phase 2, the top {len(backbone) - start} of {len(backbone)} backbone layers unfrozen "
       f"(batch norm excepted): {count_trainable(model):,} trainable parameters; epochs: {FINE_TUNE_EPOCHS}")
 fine = compile_and_fit(model, FINE_TUNE_LEARNING_RATE, FINE_TUNE_EPOCHS) if FINE_TUNE_EPOCHS else {}
-phase_two_auc = max(fine.get("val_auc", []), default=float("-inf"))
 history = {key: history.get(key, []) + fine.get(key, []) for key in {*history, *fine}}
 
 # %% [markdown]
-# Did fine-tuning help? Only the **validation** AUC may decide. Early stopping restored the best
+# Did fine-tuning help? Only the **validation** AUC (three classes: the validation loss) may decide. Early stopping restored the best
 # epoch *of phase 2*, which may still be worse than the end of phase 1; in that case we go back to
 # the phase-1 weights (and freeze the backbone again, as it was when they were saved).
 
 # %%
-kept = phase_two_auc > phase_one_auc
+phase_two_score = best_on_val(fine)
+kept = phase_two_score > phase_one_score
 if not kept:
     base.trainable = False
     model.set_weights(phase_one_weights)
-print(f"best validation AUC: phase 1 {phase_one_auc:.3f}, phase 2 {phase_two_auc:.3f} -> "
+print(f"best validation {monitor[4:]}: phase 1 {abs(phase_one_score):.3f}, phase 2 {abs(phase_two_score):.3f} -> "
       + ("fine-tuned weights kept" if kept else "phase-1 weights restored"))
 
 metrics = train.evaluate_and_save(
@@ -196,6 +216,10 @@ metrics = train.evaluate_and_save(
             "img_size": size, "batch_size": BATCH_SIZE, "fine_tune_start": fine_tune_start, "fine_tune_kept": kept,
             "trainable_parameters": count_trainable(model)})
 print(train.summary_line(metrics))
+if "multiclass" in metrics:
+    print(f"the line above is COVID against the rest; the {n_classes} classes on test: accuracy "
+          f"{metrics['multiclass']['test']['accuracy']:.3f}, macro one-vs-rest AUC "
+          f"{metrics['multiclass']['test']['macro_auc']:.3f}")
 
 # %% [markdown]
 # The learning curves of both phases; the dashed line is where fine-tuning starts. The
@@ -230,7 +254,8 @@ for other in BACKBONES[1:]:
 # %% [markdown]
 # ## 5. Results
 #
-# One row per backbone, measured on the **test** split at the threshold chosen on validation.
+# One row per backbone, measured on the **test** split at the threshold chosen on validation (with
+# three classes: COVID against the rest, and the three classes' macro AUC beside it).
 # Read AUC first (threshold-free), then sensitivity and specificity together, then the cost:
 # training time and parameters. "fine-tuning kept" says whether phase 2 beat phase 1 on validation.
 
@@ -239,6 +264,7 @@ table = pd.DataFrame(
     [{"backbone": backbone_name, "weights": m["weights"] or "random (!)", "AUC": m["test"]["auc"],
       "sensitivity": m["test"]["sensitivity"], "specificity": m["test"]["specificity"],
       "val AUC": m["val"]["auc"], "fine-tuning kept": m["params"].get("fine_tune_kept"),
+      **({"macro AUC (3 classes)": m["multiclass"]["test"]["macro_auc"]} if "multiclass" in m else {}),
       "train s": m["train_seconds"], "parameters (M)": m["n_parameters"] / 1e6,
       "trainable (M)": m["params"]["trainable_parameters"] / 1e6}
      for backbone_name, m in results.items()]
@@ -250,7 +276,10 @@ table.round(3)
 # their confusion matrices at those thresholds:
 
 # %%
-runs = [run for run in read_runs(dataset=dataset.name) if run.model in results]
+runs = [run for run in read_runs(dataset=dataset.name, task=TASK) if run.model in results]
+if n_classes > 2:
+    print(f"{n_classes} classes: the curves and matrices below are COVID against the rest "
+          f"({' and '.join(c for c in dataset.classes if c != 'COVID')} together)")
 plots.plot_roc_pr(runs);
 plots.plot_confusion_matrices(runs);
 
@@ -259,7 +288,7 @@ plots.plot_confusion_matrices(runs);
 
 # %%
 for other in BACKBONES[1:]:
-    plots.plot_phased_history(load_history(paths.run_dir(dataset.name, other)),
+    plots.plot_phased_history(load_history(paths.run_dir(dataset.name, run_name(other, TASK))),
                               results[other]["params"]["fine_tune_start"],
                               kept=results[other]["params"]["fine_tune_kept"], synthetic=dataset.synthetic,
                               title=f"{other} on {dataset.name}")

@@ -428,7 +428,7 @@ def test_forest_plot_has_a_row_per_model_and_the_baseline_line():
 # ------------------------------------------------------------- 03: the transfer recipe
 
 
-def transfer_lesson(name: str, size: int, fraction: float) -> dict:
+def transfer_lesson(name: str, size: int, fraction: float, n_classes: int = 2) -> dict:
     """Run the model, freezing and fine-tuning cells of notebook 03 for one backbone (no training)."""
     import types
 
@@ -437,7 +437,7 @@ def transfer_lesson(name: str, size: int, fraction: float) -> dict:
     from helpers.models import BACKBONES, Preprocess, augmentation, with_weights_fallback
 
     namespace = {"keras": keras, "layers": keras.layers, "np": np, "name": name, "spec": BACKBONES[name],
-                 "size": size, "WEIGHTS": None, "STRICT": False, "FINE_TUNE_FRACTION": fraction,
+                 "size": size, "n_classes": n_classes, "WEIGHTS": None, "STRICT": False, "FINE_TUNE_FRACTION": fraction,
                  "FINE_TUNE_EPOCHS": 1, "FINE_TUNE_LEARNING_RATE": 1e-5, "history": {}, "augmentation": augmentation,
                  "Preprocess": Preprocess,
                  "with_weights_fallback": with_weights_fallback,
@@ -450,12 +450,13 @@ def transfer_lesson(name: str, size: int, fraction: float) -> dict:
     return namespace
 
 
-@pytest.mark.parametrize("name, size", [("mobilenetv2", 32), ("vgg16", 32)])
-def test_the_transfer_recipe_of_notebook_03_is_build_transfer_and_unfreeze_top(name, size):
+@pytest.mark.parametrize("name, size, n_classes", [("mobilenetv2", 32, 2), ("vgg16", 32, 2), ("mobilenetv2", 32, 3)])
+def test_the_transfer_recipe_of_notebook_03_is_build_transfer_and_unfreeze_top(name, size, n_classes):
     from helpers.models import unfreeze_top
 
-    lesson = transfer_lesson(name, size, fraction=0.2)
-    reference, _ = build_transfer(name, size=size, weights=None)
+    lesson = transfer_lesson(name, size, fraction=0.2, n_classes=n_classes)
+    reference, _ = build_transfer(name, size=size, weights=None, classes=units(n_classes))
+    assert lesson["model"].output_shape == (None, units(n_classes))
     assert differences(lesson["model"], reference) == []
     assert lesson["model"].name == reference.name == name and gradcam_layer(lesson["model"]) == gradcam_layer(reference)
     assert lesson["frozen"] == sorted(w.path for w in reference.trainable_weights)  # phase 1: the head only
@@ -465,6 +466,11 @@ def test_the_transfer_recipe_of_notebook_03_is_build_transfer_and_unfreeze_top(n
     assert len(lesson["fine_tuned"]) > 2
     batch_norm = [layer for layer in lesson["model"].layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert not any(layer.trainable for layer in batch_norm)  # inference mode, also when unfrozen
+
+
+def test_the_transfer_comparison_catches_a_head_of_the_wrong_task():
+    reference, _ = build_transfer("mobilenetv2", size=32, weights=None)
+    assert differences(transfer_lesson("mobilenetv2", 32, fraction=0.2, n_classes=3)["model"], reference)
 
 
 def test_the_transfer_comparison_catches_a_recipe_that_unfreezes_more():
