@@ -64,14 +64,22 @@ def plot_importance_map(model, features: Features, *, image: np.ndarray | None =
     return fig
 
 
+METRIC_NAMES = {"auc": "AUC", "mlogloss": "log loss"}
+
+
 def plot_boosting(models: dict, *, synthetic: bool = False):
-    """Validation AUC after each boosting round, the kept round marked: what early stopping saw."""
+    """Validation AUC after each boosting round, the kept round marked: what early stopping saw.
+
+    A multi-class booster watched its validation log loss (``mlogloss``): that curve is shown instead.
+    """
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    watched = set()
     for name, model in models.items():
-        curve = model.evals_result()["validation_0"]["auc"]
+        metric, curve = next(iter(model.evals_result()["validation_0"].items()))  # the one eval_metric
+        watched.add(METRIC_NAMES.get(metric, metric))
         line, = ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
         ax.axvline(model.best_iteration + 1, color=line.get_color(), linestyle=":")
-    ax.set(xlabel="boosting round (trees)", ylabel="validation AUC")
+    ax.set(xlabel="boosting round (trees)", ylabel=f"validation {' / '.join(sorted(watched))}")
     ax.grid(alpha=0.3)
     ax.legend()
     synthetic_title(ax, "early stopping on the validation split (dotted: round kept)", synthetic=synthetic)

@@ -19,6 +19,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
 SMOKE = False  # True: tiny images and data, about a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data / random weights
 MAX_PER_CLASS = None  # course-wide, as in 02, 03 and 05 (one test set); "flatten" holds images x 25,088 floats: GBs in full
@@ -38,8 +39,8 @@ if SMOKE:  # tiny images, and few of them; a higher learning rate needs fewer tr
 # %% [markdown]
 # ## 1. The data
 #
-# The same dataset and patient-level split as notebooks 02 and 03, so the results compare. The
-# images are decoded once per size and cached.
+# The same dataset, task and patient-level split as notebooks 02 and 03, so the results compare.
+# The images are decoded once per size and cached.
 
 # %%
 import time
@@ -49,16 +50,19 @@ import numpy as np
 import pandas as pd
 import xgboost
 from keras import layers
+from sklearn.utils.class_weight import compute_sample_weight
 
 from helpers import data, evaluation, images, plots
 from helpers.models import Preprocess, hybrid, with_weights_fallback
 from helpers.models.pipeline import make_pipeline
 from helpers.runs import read_runs
 
-dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS, task=TASK)
 image_set = images.load_images(dataset, IMG_SIZE)
+classes = dataset.classes if len(dataset.classes) > 2 else None  # three classes: class indices as labels
 if dataset.synthetic:
     print(data.SYNTHETIC_BANNER)
+print(f"task {dataset.task}: classes {', '.join(dataset.classes)}")
 
 # %% [markdown]
 # ## 2. VGG16 as a feature extractor
@@ -149,22 +153,31 @@ features = {pooling: hybrid.extract_features(dataset, image_set, weights=WEIGHTS
 # - `scale_pos_weight` (NORMAL / COVID in train) balances the classes, as the class weights did for
 #   the networks.
 #
-# The test split is not used for any of this.
+# With three classes (`TASK = "three-class"`) the booster grows one tree per class in every round
+# and turns their scores into three probabilities (`objective="multi:softprob"`, a softmax);
+# `sample_weight` balances the classes instead of `scale_pos_weight`, and early stopping watches
+# the validation log loss (`eval_metric="mlogloss"`). The test split is not used for any of this.
 
 # %% tags=["lesson-xgboost"]
-X_train, y_train = features["avg"].split("train")
-X_val, y_val = features["avg"].split("val")
+X_train, y_train = features["avg"].split("train", classes)
+X_val, y_val = features["avg"].split("val", classes)
+if classes is None:  # two classes: 1 = COVID
+    objective = {"eval_metric": "auc", "scale_pos_weight": (y_train == 0).sum() / (y_train == 1).sum()}
+    weights = None
+else:  # three classes: a softmax over one tree per class and round
+    objective = {"objective": "multi:softprob", "num_class": len(classes), "eval_metric": "mlogloss"}
+    weights = compute_sample_weight("balanced", y_train)
 booster = xgboost.XGBClassifier(
     n_estimators=N_ESTIMATORS, learning_rate=LEARNING_RATE, max_depth=4, tree_method="hist",
-    device=hybrid.default_device(), eval_metric="auc", early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-    scale_pos_weight=(y_train == 0).sum() / (y_train == 1).sum(), random_state=42, n_jobs=N_JOBS,
+    device=hybrid.default_device(), early_stopping_rounds=EARLY_STOPPING_ROUNDS, random_state=42, n_jobs=N_JOBS,
+    **objective,
 )
 started = time.perf_counter()
-booster.fit(X_train, y_train, eval_set=[(X_val, y_val)], verbose=False)
+booster.fit(X_train, y_train, sample_weight=weights, eval_set=[(X_val, y_val)], verbose=False)
 seconds = time.perf_counter() - started
 rounds = booster.get_booster().num_boosted_rounds()
-print(f"{rounds} trees grown in {seconds:.1f} s; best round {booster.best_iteration + 1}, "
-      f"validation AUC {booster.best_score:.3f}")
+print(f"{rounds} boosting rounds in {seconds:.1f} s; best round {booster.best_iteration + 1}, "
+      f"validation {'AUC' if classes is None else 'log loss'} {booster.best_score:.3f}")
 
 # %% [markdown]
 # `hybrid.train_xgboost` is the same fit (a test of the course keeps the two equal); it trains the
@@ -175,19 +188,21 @@ print(f"{rounds} trees grown in {seconds:.1f} s; best round {booster.best_iterat
 # %%
 NAMES = {"avg": "vgg16-xgboost", "flatten": "vgg16-xgboost-flat"}
 xgb_models, results = {"vgg16-xgboost": booster}, []
-info = {"seconds": round(seconds, 2), "best_iteration": int(booster.best_iteration), "val_auc": booster.best_score,
+watched = f"val_{objective['eval_metric']}"  # val_auc, or val_mlogloss for three classes
+info = {"seconds": round(seconds, 2), "best_iteration": int(booster.best_iteration), watched: booster.best_score,
         "device": hybrid.default_device(), "n_features": features["avg"].n_features, "rounds": rounds}
 results.append(hybrid.save_hybrid("vgg16-xgboost", booster, features["avg"], dataset, info=info))
 for pooling in [p for p in POOLINGS if p != "avg"]:
     model, info = hybrid.train_xgboost(features[pooling], n_estimators=N_ESTIMATORS, learning_rate=LEARNING_RATE,
-                                       early_stopping_rounds=EARLY_STOPPING_ROUNDS, n_jobs=N_JOBS)
+                                       early_stopping_rounds=EARLY_STOPPING_ROUNDS, n_jobs=N_JOBS, classes=classes)
     xgb_models[NAMES[pooling]] = model
     results.append(hybrid.save_hybrid(NAMES[pooling], model, features[pooling], dataset, info=info))
-    print(f"{NAMES[pooling]}: {info['n_features']} features, {info['rounds']} trees grown, best round "
-          f"{info['best_iteration'] + 1} (val AUC {info['val_auc']:.3f}), {info['seconds']:.1f} s on {info['device']}")
+    print(f"{NAMES[pooling]}: {info['n_features']} features, {info['rounds']} boosting rounds, best round "
+          f"{info['best_iteration'] + 1} ({watched} {info[watched]:.3f}), {info['seconds']:.1f} s on {info['device']}")
 
 # %% [markdown]
-# What early stopping saw: the validation AUC after each tree, and the round that was kept
+# What early stopping saw: the validation AUC (three classes: log loss, lower is better) after each
+# round, and the round that was kept
 # (dotted). A curve that rises and flattens is normal; trees after the dotted line were grown
 # but are not used. On small validation sets the curve is jagged: one image more or less right
 # moves the AUC by a visible step.
@@ -201,22 +216,29 @@ plots.plot_boosting(xgb_models, synthetic=dataset.synthetic);
 # Is a forest of trees needed at all? A logistic regression on the same pooled features (each
 # feature standardized, `C` chosen on the validation AUC, balanced class weights) is the fair
 # comparison: if it does as well, the "hybrid" owes its score to VGG16's features, not to XGBoost.
+# With three classes it is a multinomial (softmax) regression, and `C` is chosen on the macro
+# one-vs-rest AUC of the three classes.
 
 # %%
-logistic, info = hybrid.train_logistic(features["avg"])
+logistic, info = hybrid.train_logistic(features["avg"], classes=classes)
 results.append(hybrid.save_hybrid("vgg16-logreg", logistic, features["avg"], dataset, info=info))
 print(f"vgg16-logreg: C = {info['C']} chosen on validation, {info['seconds']:.1f} s")
-pd.Series(info["val_auc_by_C"], name="validation AUC").rename_axis("C").to_frame().round(3)
+pd.Series(info["val_auc_by_C"], name="validation AUC" if classes is None else "validation macro AUC (3 classes)"
+          ).rename_axis("C").to_frame().round(3)
 
 # %% [markdown]
 # ## 5. Results
 #
-# One row per model on the **test** split, at the threshold chosen on validation. Extraction and
+# One row per model on the **test** split, at the threshold chosen on validation (with three
+# classes: COVID against the rest, NORMAL and PNEUMONIA together). Extraction and
 # training times are reported separately: extraction is paid once per dataset and size (and is
 # shared by all models on the same features), training once per model.
 
 # %%
 table = hybrid.results_table(results)
+if classes is not None:  # the three classes' own scores beside COVID against the rest
+    table["macro AUC (3 classes)"] = [m["multiclass"]["test"]["macro_auc"] for m in results]
+    table["accuracy (3 classes)"] = [m["multiclass"]["test"]["accuracy"] for m in results]
 table.round(3)
 
 # %% [markdown]
@@ -224,7 +246,9 @@ table.round(3)
 # their confusion matrices at those thresholds:
 
 # %%
-hybrid_runs = [run for run in read_runs(dataset=dataset.name) if run.model in table.index]
+hybrid_runs = [run for run in read_runs(dataset=dataset.name, task=TASK) if run.model in table.index]
+if classes is not None:
+    print("three classes: the curves and matrices below are COVID against the rest (NORMAL and PNEUMONIA together)")
 plots.plot_roc_pr(hybrid_runs);
 plots.plot_confusion_matrices(hybrid_runs);
 
@@ -234,7 +258,7 @@ plots.plot_confusion_matrices(hybrid_runs);
 # intervals mean the test set cannot tell the models apart.
 
 # %%
-runs = [run for run in read_runs(dataset=dataset.name)
+runs = [run for run in read_runs(dataset=dataset.name, task=TASK)
         if run.model in (*NAMES.values(), "vgg16-logreg", "cnn", "vgg16")]
 evaluation.format_comparison(evaluation.comparison_table(runs, n_boot=200 if SMOKE else 1000))
 

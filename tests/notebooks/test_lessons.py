@@ -234,30 +234,40 @@ def test_train_transfer_keeps_fine_tuning_only_when_it_beats_phase_one_on_valida
 # ------------------------------------------------------------------- 04: the XGBoost fit
 
 
-def test_the_xgboost_fit_of_notebook_04_is_hybrid_train_xgboost():
+@pytest.mark.parametrize("classes", [None, ("NORMAL", "PNEUMONIA", "COVID")], ids=["two classes", "three classes"])
+def test_the_xgboost_fit_of_notebook_04_is_hybrid_train_xgboost(classes):
     """The notebook's XGBClassifier cell and ``hybrid.train_xgboost`` grow the same trees on the same features."""
     import pandas as pd
     import xgboost
+    from sklearn.utils.class_weight import compute_sample_weight
 
     from helpers.models import hybrid
 
     rng = np.random.default_rng(0)
     n = 120
-    labels = np.where(rng.random(n) < 0.4, "COVID", "NORMAL")
-    X = rng.normal(size=(n, 6)).astype(np.float32) + (labels == "COVID")[:, None] * np.linspace(0, 1, 6)
+    names = classes or ("NORMAL", "COVID")
+    labels = rng.choice(names, size=n, p=[0.3, 0.3, 0.4] if classes else [0.6, 0.4])
+    signal = np.stack([labels == name for name in names], axis=1).astype(np.float32)  # one informative column each
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    X[:, :len(names)] += 1.5 * signal
     manifest = pd.DataFrame({"path": [f"{i}.png" for i in range(n)], "label": labels,
                              "split": np.array(["train", "val", "test"])[np.arange(n) % 3]})
     features = hybrid.Features(X.astype(np.float32), manifest, 0.0, False, None)
     settings = {"N_ESTIMATORS": 60, "LEARNING_RATE": 0.1, "EARLY_STOPPING_ROUNDS": 10, "N_JOBS": 1}
-    namespace = {"features": {"avg": features}, "xgboost": xgboost, "hybrid": hybrid, **settings}
+    namespace = {"features": {"avg": features}, "xgboost": xgboost, "hybrid": hybrid, "classes": classes,
+                 "compute_sample_weight": compute_sample_weight, **settings}
     exec("import time", namespace)
     exec(compile(lesson_cell("04_vgg16_xgboost_hybrid", "lesson-xgboost"), "04[lesson-xgboost]", "exec"), namespace)
     mine = namespace["booster"]
     reference, info = hybrid.train_xgboost(features, n_estimators=60, learning_rate=0.1, early_stopping_rounds=10,
-                                           n_jobs=1)
-    assert mine.best_iteration == info["best_iteration"] and mine.best_score == pytest.approx(info["val_auc"])
-    np.testing.assert_allclose(mine.predict_proba(X)[:, 1], reference.predict_proba(X)[:, 1], rtol=1e-6)
+                                           n_jobs=1, classes=classes)
+    watched = "val_auc" if classes is None else "val_mlogloss"
+    assert mine.best_iteration == info["best_iteration"] and mine.best_score == pytest.approx(info[watched])
+    assert mine.predict_proba(X).shape == (n, len(names))
+    np.testing.assert_allclose(mine.predict_proba(X), reference.predict_proba(X), rtol=1e-6)
     assert hybrid.classifier._params(mine) == hybrid.classifier._params(reference)  # every setting save_hybrid records
+    assert mine.get_params()["objective"] == reference.get_params()["objective"]
+    assert (mine.get_params()["objective"] == "multi:softprob") is (classes is not None)
 
 
 # ------------------------------------------------------- only numbers a run produced: the Markdown scan
