@@ -24,6 +24,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
 SMOKE = False  # True: small synthetic data, runs in well under a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data
 MAX_PER_CLASS = None  # cap images per class (whole patients), e.g. 1000 on a CPU
@@ -41,7 +42,9 @@ if SMOKE:
 # loudly), builds the **manifest** (one row per image: path, label, patient, source, view, sex,
 # age, split) and splits it **by patient**. Its notes say what was left out and why: read them.
 # The COVID-19 Radiography Database's pediatric normals, for example, are left out on purpose
-# (section 9 shows why).
+# (section 9 shows why). `TASK` chooses the classes: `covid-vs-normal` (COVID-19 against normal
+# lungs), `covid-vs-pneumonia` (COVID-19 against other pneumonias only: the question a clinic
+# actually asks) or `three-class` (normal, other pneumonia, COVID-19, as in COVID-Net's COVIDx).
 
 # %%
 from IPython.display import display
@@ -51,14 +54,31 @@ from helpers.data.dataset import course_dataset, near_duplicates
 from helpers.images import load_images
 from helpers.plots import exploration as figures
 
-dataset = course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
+dataset = course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS, task=TASK)
 dataset.manifest.head()
+
+# %% [markdown]
+# ### The task: which findings became which class
+#
+# Every source labels its images its own way: folders (`Viral Pneumonia`, `Normal`), findings in a
+# metadata table (`Pneumonia/Bacterial/Streptococcus`), or nothing but COVID-19 and normal. The
+# task's **label mapping** turns them into the task's classes and leaves the rest out, and it is
+# never silent: the notes below list what went where, with counts, and what was left out. For the
+# two tasks with a pneumonia class, the `finding` column keeps each image's upstream finding.
+
+# %%
+print(f"task {dataset.task!r}: classes {', '.join(dataset.classes)} (class-index order; COVID is the positive class)")
+for note in dataset.notes:
+    print(f"- {note}")
+if "finding" in dataset.manifest:
+    display(dataset.manifest.groupby(["finding", "label"]).size().rename("images").to_frame())
 
 # %% [markdown]
 # ## 2. Class balance per split and per source
 #
-# The first table counts images per split, the second per source. The split keeps the share of
-# COVID images about the same in train, val and test (it is *stratified*). The per-source table
+# The first table counts images per split (one column per class of the task: with a pneumonia
+# class, PNEUMONIA too), the second per source. The split keeps the share of each class about the
+# same in train, val and test (it is *stratified*). The per-source table
 # is the one to worry about: if one source holds all the COVID images and another all the
 # normals, "COVID or not" and "which source" are the same question.
 
