@@ -21,20 +21,24 @@
 DATASET = "covid19-radiography"  # the dataset of the model to preselect; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
 SMOKE = False  # True: tiny data for the quick model (trained only when no model exists at all)
 STRICT = False  # True: fail instead of falling back to synthetic data (only used when a quick model is trained)
-MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (02), a backbone such as "vgg16" (03), "vgg16-xgboost" (04)
+TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
+MODEL = "cnn"  # the model of TASK to preselect: "cnn" (02), a backbone such as "vgg16" (03), "vgg16-xgboost" (04)
 
 # %% [markdown]
 # ## 1. What this demo is, and what it is not
 #
 # It **is** a window into a model you trained: you give it an image, it shows the probability
-# of COVID, the label at the model's threshold, and a Grad-CAM map of where the model looked.
+# of COVID (a three-class model: the probability of each class), the label at the model's
+# threshold, and a Grad-CAM map of where the model looked.
 #
 # It is **not** a diagnostic device, and not even a test of one:
 # - the model learned from a few thousand images of a few sources (or from synthetic cartoons);
 #   it has never seen your hospital, your scanner, a child, a lateral view or a photo of a screen,
 #   and it will still answer with a confident-looking number;
-# - it knows two classes only. A pneumonia of another cause, a tumour or a broken rib is forced
-#   into `COVID` or `NORMAL`;
+# - it knows the classes of its task only: `COVID` and `NORMAL` (the default task), `COVID` and
+#   `PNEUMONIA` (`covid-vs-pneumonia`), or all three (`three-class`). Anything else, a tumour or a
+#   broken rib, is forced into one of them; a model of the default task forces a pneumonia of
+#   another cause into `COVID` or `NORMAL`;
 # - the threshold was chosen on the validation split of *its* dataset; on other images the
 #   balance of sensitivity and specificity is unknown.
 #
@@ -42,22 +46,26 @@ MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (02), a backbone such 
 #
 # ## 2. The model
 #
-# We look for the model folder `outputs/<DATASET>/<MODEL>/` that notebook 02, 03 or 04 wrote
-# (or the one `make demo MODEL=...` named); if it is missing, the model that did best on its
-# own validation split is preselected instead. Nothing is loaded or rebuilt from the datasets:
+# We look for the model folder `outputs/<DATASET>/<MODEL>/` that notebook 02, 03 or 04 wrote for
+# `TASK` (`outputs/<DATASET>/<MODEL>-<TASK>/` for a task other than the default), or the one
+# `make demo MODEL=...` named; if it is missing, the model that did best on its own validation
+# split is preselected instead. Nothing is loaded or rebuilt from the datasets:
 # the demo only reads what the training notebooks saved. If no model exists at all (in Colab every
 # notebook starts in a new VM: `PERSIST = True` in the setup cell keeps the models of 02 and 03 in
 # your Google Drive), a quick small CNN is trained here into `outputs/demo/`, so that the course's
-# own outputs stay as they were; it is weaker than notebook 02's model.
+# own outputs stay as they were; it is weaker than notebook 02's model. It is trained for `TASK`.
 
 # %%
 from helpers.app import demo
 from helpers.app import predict
+from helpers.runs import read_run, run_name
 
-model_dir = demo.choose_model(DATASET, MODEL)
-if model_dir is None:
-    model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT)
-print(f"preselected model: {model_dir}")
+model_dir = demo.choose_model(DATASET, run_name(MODEL, TASK))
+if model_dir is None:  # no model at all: a quick CNN of TASK (the default task needs no task= argument)
+    model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT,
+                                 **({} if TASK == "covid-vs-normal" else {"task": TASK}))
+chosen = read_run(model_dir)
+print(f"preselected model: {model_dir} (task {chosen.task}: classes {', '.join(chosen.classes)})")
 
 # %% [markdown]
 # ## 3. The app
