@@ -61,8 +61,9 @@ run-all: $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m helpers run-all $(RUN_ARGS) --profile smoke --no-report
 
-# Two pytest workers: the SMOKE series (one file, started first) beside all the other tests.
-TEST_ARGS ?= -n 2 --dist loadfile
+# Two pytest workers: the SMOKE series (the default task's and the other tasks', two files started first, one
+# per worker; tests/conftest.py puts them first, and --no-loadscope-reorder keeps that order) before the rest.
+TEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP) browser
 	$(PY) -m pytest $(TEST_ARGS)
@@ -103,8 +104,9 @@ $(WHEELHOUSE)/.downloaded: pyproject.toml tools/build_notebooks.py | $(COLAB_VEN
 	touch $@
 
 # Also the tests marked `colab` (a clean Colab-versions venv, notebooks alone), which `make test` skips; the
-# multi-seed training tests (`slow`, but not the notebooks) run in `make test` only, to keep CI under 15 minutes.
-COLAB_MARKS ?= colab or notebooks or not slow
+# multi-seed training tests (`slow`, but not the notebooks) and the SMOKE series of the other tasks (`tasks`) run
+# in `make test` only, to keep CI under 15 minutes.
+COLAB_MARKS ?= (colab or notebooks or not slow) and not tasks
 test-colab: $(COLAB_VENV)/.installed $(WHEELHOUSE)/.downloaded
 	COURSE_SMOKE_DATASETS=synthetic $(COLAB_VENV)/bin/python -m pytest $(TEST_ARGS) -m "$(COLAB_MARKS)"
 

@@ -228,9 +228,12 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+SERIES_FIXTURES = {"smoke", "smoke_tasks"}  # the SMOKE series (tests/notebooks/test_notebooks*.py)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark what each test needs; ``--fast`` deselects those; the SMOKE series (the longest fixture) first,
-    so that with ``-n 2`` the other tests run beside it."""
+    """Mark what each test needs; ``--fast`` deselects those; the SMOKE series (the longest fixtures: ``smoke``,
+    ``smoke_tasks``) first, so that with ``-n 2`` each starts at once on a worker and the other tests follow."""
     for item in items:
         module, per_function = module_needs(item.path)
         needs = set(module) | set(per_function.get(getattr(item, "originalname", item.name), ()))
@@ -241,4 +244,4 @@ def pytest_collection_modifyitems(config, items):
         needing = {item for item in items if any(item.get_closest_marker(mark) for mark in NEEDS)}
         config.hook.pytest_deselected(items=[item for item in items if item in needing])
         items[:] = [item for item in items if item not in needing]
-    items.sort(key=lambda item: "smoke" not in getattr(item, "fixturenames", ()))
+    items.sort(key=lambda item: not SERIES_FIXTURES & set(getattr(item, "fixturenames", ())))

@@ -148,7 +148,10 @@ def check_tasks(datasets: list[str], tasks: list[str]) -> None:
 
 
 def plan(profile: str, datasets: list[str], selected: list[Path], tasks: list[str] | None = None) -> list[Step]:
-    """One step per dataset, task and notebook; a parameter goes only to a notebook that declares it."""
+    """One step per dataset, task and notebook; a parameter goes only to a notebook that declares it.
+
+    A notebook without a ``TASK`` parameter knows the default task only: it has no step for the others.
+    """
     settings = PROFILES[profile]
     steps = []
     for dataset in datasets:
@@ -157,7 +160,8 @@ def plan(profile: str, datasets: list[str], selected: list[Path], tasks: list[st
                 wanted = {**settings["common"], **settings.get(notebook.name[:2], {}), "DATASET": dataset,
                           "TASK": task}
                 declared = declared_parameters(notebook)
-                steps.append(Step(notebook, dataset, {k: v for k, v in wanted.items() if k in declared}, task))
+                if task == DEFAULT_TASK or "TASK" in declared:
+                    steps.append(Step(notebook, dataset, {k: v for k, v in wanted.items() if k in declared}, task))
     return steps
 
 
@@ -269,9 +273,9 @@ def run_all(
         print(f"  dataset {name}: {kind}")
     for task in tasks:
         print(f"  task {task}: classes {', '.join(get_task(task).classes)}")
-    untasked = sorted({s.notebook.name for s in steps if s.task != DEFAULT_TASK and "TASK" not in s.parameters})
-    if untasked:
-        print(f"  WARNING: {', '.join(untasked)} declare no TASK parameter: they run on their own default task")
+    untasked = [nb.name for nb in selected if "TASK" not in declared_parameters(nb)]
+    if untasked and set(tasks) - {DEFAULT_TASK}:
+        print(f"  NOTE: no TASK parameter in {', '.join(untasked)}: run for {DEFAULT_TASK} only")
     print(f"  notebooks: {', '.join(nb.name for nb in selected)}")
     print(f"  estimated time: about {estimate:.0f} min; outputs in {paths.output_dir()}")
     if jobs > 1:

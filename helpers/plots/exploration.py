@@ -19,7 +19,7 @@ from helpers.explore.tables import class_balance, file_header, images_per_patien
 from helpers.images import read_image
 from helpers.plots import synthetic_title
 
-LABEL_COLORS = {NEGATIVE: "tab:blue", PNEUMONIA: "tab:orange", POSITIVE: "tab:red"}  # in class-index order
+LABEL_COLORS = {NEGATIVE: "tab:blue", PNEUMONIA: "tab:orange", POSITIVE: "tab:red"}  # in class order
 
 
 def _title(fig, text: str, dataset: Dataset) -> None:

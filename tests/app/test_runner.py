@@ -180,15 +180,15 @@ def test_a_step_per_dataset_and_task_each_with_its_own_output_and_fingerprint(tm
     tasked = write_notebook(tmp_path, "01_tasked", parameters=TASKED)
     untasked = write_notebook(tmp_path, "02_untasked")
     steps = runner.plan("smoke", ["synthetic"], [tasked, untasked], ["covid-vs-normal", "three-class"])
-    assert [(s.notebook.stem, s.task) for s in steps] == [
-        ("01_tasked", "covid-vs-normal"), ("02_untasked", "covid-vs-normal"),
-        ("01_tasked", "three-class"), ("02_untasked", "three-class")]
-    assert [s.parameters.get("TASK") for s in steps] == ["covid-vs-normal", None, "three-class", None]
+    assert [(s.notebook.stem, s.task) for s in steps] == [  # no TASK parameter: the default task only
+        ("01_tasked", "covid-vs-normal"), ("02_untasked", "covid-vs-normal"), ("01_tasked", "three-class")]
+    assert [s.parameters.get("TASK") for s in steps] == ["covid-vs-normal", None, "three-class"]
     notebooks_dir = course_dirs[1] / "notebooks"
     assert steps[0].output() == notebooks_dir / "synthetic" / "01_tasked.ipynb"  # the default's path as before
     assert steps[2].output() == notebooks_dir / "synthetic" / "three-class" / "01_tasked.ipynb"
     assert (steps[0].key, steps[2].key) == ("synthetic/01_tasked.ipynb", "synthetic/three-class/01_tasked.ipynb")
-    assert steps[1].parameters == steps[3].parameters and steps[1].fingerprint != steps[3].fingerprint
+    same = runner.Step(tasked, "synthetic", dict(steps[2].parameters), "covid-vs-pneumonia")
+    assert same.fingerprint != steps[2].fingerprint  # the task counts even where the parameters agree
     assert runner.plan("smoke", ["synthetic"], [tasked]) == steps[:1]  # no tasks: the default task
 
 
@@ -213,16 +213,20 @@ def test_a_task_a_dataset_cannot_give_is_refused_before_anything_runs(course, mo
 def test_tasks_run_as_separate_series_and_resume_separately(course, capsys):
     folder, out = course
     write_notebook(folder, "01_a", RECORD_TASK, parameters=TASKED)
+    write_notebook(folder, "02_untasked", "x = 1")
     rows = runner.run_all("smoke", datasets=["synthetic"], tasks=["covid-vs-normal", "three-class"], report=False,
                           notebook_dir=folder, jobs=1)
-    assert [(r["task"], r["status"]) for r in rows] == [("covid-vs-normal", "ok"), ("three-class", "ok")]
+    assert [(r["notebook"], r["task"], r["status"]) for r in rows] == [
+        ("01_a", "covid-vs-normal", "ok"), ("02_untasked", "covid-vs-normal", "ok"), ("01_a", "three-class", "ok")]
     ran = [json.loads(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
     assert [r["TASK"] for r in ran] == ["covid-vs-normal", "three-class"]
     assert (out / "notebooks" / "synthetic" / "01_a.ipynb").exists()
     assert (out / "notebooks" / "synthetic" / "three-class" / "01_a.ipynb").exists()
     printed = capsys.readouterr().out
     assert "task three-class: classes NORMAL, PNEUMONIA, COVID" in printed
-    rows = runner.run_all("smoke", datasets=["synthetic"], tasks=["three-class"], report=False, notebook_dir=folder)
+    assert "NOTE: no TASK parameter in 02_untasked.ipynb: run for covid-vs-normal only" in printed
+    rows = runner.run_all("smoke", datasets=["synthetic"], tasks=["three-class"], report=False, notebook_dir=folder,
+                          only=["01"])
     assert [(r["task"], r["status"]) for r in rows] == [("three-class", "skipped (done)")]
 
 

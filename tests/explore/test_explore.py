@@ -241,18 +241,3 @@ def test_near_duplicate_figure_shows_pairs_or_says_none(kermany, marked):
     assert len([ax for ax in figure.axes if ax.images]) == 4
     empty = figures.plot_near_duplicates(marked[0], pairs.iloc[:0])
     assert "no near-duplicates" in empty.axes[0].texts[0].get_text()
-
-
-def test_tables_and_figures_show_the_pneumonia_class_of_a_three_class_task(module_course_dirs):
-    dataset = course_dataset("synthetic", smoke=True, task="three-class", n_patients=45, size=64, verbose=False)
-    images = load_images(dataset, SIZE, progress=False)
-    counts = dataset.manifest["label"].value_counts()
-    balance = explore.class_balance(dataset)
-    assert list(balance.columns) == ["NORMAL", "PNEUMONIA", "COVID", "total", "% COVID"]
-    assert balance.loc["all", ["NORMAL", "PNEUMONIA", "COVID"]].to_dict() == counts.to_dict()
-    assert set(explore.patients(dataset).index) == {"NORMAL", "PNEUMONIA", "COVID", "all"}
-    assert explore.images_per_patient(dataset).to_numpy().sum() == dataset.manifest["patient_id"].nunique()
-    figure = figures.plot_sample_grid(dataset, images, n_per_class=2)
-    assert {ax.get_title().split("\n")[0] for ax in figure.axes if ax.images} == {"NORMAL", "PNEUMONIA", "COVID"}
-    bars = figures.plot_class_balance(dataset).axes[0]
-    assert [text.get_text() for text in bars.get_legend().get_texts()] == ["NORMAL", "PNEUMONIA", "COVID"]
