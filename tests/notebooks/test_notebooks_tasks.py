@@ -26,7 +26,7 @@ pytestmark = pytest.mark.tasks
 TASKS = ["covid-vs-pneumonia", "three-class"]
 DATASET = "synthetic"  # the synthetic X-ray set gives every task; synthetic-ct runs the default task only
 MODELS = ["cnn", "vgg16", "vgg16-xgboost", "vgg16-logreg"]
-CHANCE_MARGIN = 0.15  # the three-class CNN's macro AUC must clear chance (0.5) by this much
+CHANCE_MARGIN = 0.25  # the CNNs' AUC must clear chance (0.5) by this much (SMOKE gave about 0.99 when written)
 # Notebook 05 gets its TASK parameter in its own change of issue 20; until then the runner gives it the default
 # task only (a notebook without TASK has no step for the others), and this series runs the rest.
 NOT_YET_TASKED = {"05_evaluation_and_explainability"}
@@ -101,11 +101,14 @@ def test_runs_are_written_under_the_task_run_names_with_task_and_classes(smoke_t
     assert not (out / DATASET / "cnn").exists()  # nothing under the default task's run names
 
 
-def test_the_three_class_cnn_learns_the_synthetic_classes(smoke_tasks):
+def test_the_cnns_learn_the_synthetic_classes_of_each_task(smoke_tasks):
     out, _ = smoke_tasks
-    metrics = json.loads((out / DATASET / run_name("cnn", "three-class") / "metrics.json").read_text())
-    macro_auc = metrics["multiclass"]["test"]["macro_auc"]
+    three = json.loads((out / DATASET / run_name("cnn", "three-class") / "metrics.json").read_text())
+    macro_auc = three["multiclass"]["test"]["macro_auc"]  # one-vs-rest, averaged over the three classes
     assert macro_auc > 0.5 + CHANCE_MARGIN, f"macro AUC {macro_auc:.3f}: the three-class CNN is near chance"
+    pneumonia = json.loads((out / DATASET / run_name("cnn", "covid-vs-pneumonia") / "metrics.json").read_text())
+    auc = pneumonia["test"]["auc"]
+    assert auc > 0.5 + CHANCE_MARGIN, f"AUC {auc:.3f}: the CNN cannot tell COVID from the synthetic pneumonia"
 
 
 def test_the_notebooks_print_the_task_and_build_its_head(smoke_tasks):
