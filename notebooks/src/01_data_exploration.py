@@ -24,7 +24,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
-TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
+TASK = "covid-vs-normal"  # "covid-vs-pneumonia": COVID-19 vs other pneumonias; "three-class": normal/pneumonia/COVID-19
 SMOKE = False  # True: small synthetic data, runs in well under a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data
 MAX_PER_CLASS = None  # cap images per class (whole patients), e.g. 1000 on a CPU

@@ -16,7 +16,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
-TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
+TASK = "covid-vs-normal"  # "covid-vs-pneumonia": COVID-19 vs other pneumonias; "three-class": normal/pneumonia/COVID-19
 SMOKE = False  # True: tiny data and epochs, about a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data
 MAX_PER_CLASS = None  # cap images per class (whole patients), e.g. 500 on a CPU
@@ -222,7 +222,8 @@ result = model.fit(train_data, validation_data=val_data, epochs=EPOCHS, class_we
 history = {name: [float(v) for v in values] for name, values in result.history.items()}
 history["seconds"] = [round(time.perf_counter() - started, 1)]
 best = int(np.argmax(history[monitor]) if monitor == "val_auc" else np.argmin(history[monitor]))
-print(f"{len(history['loss'])} epochs in {history['seconds'][0]:.0f} s; best validation {monitor[4:]} "
+watched = "AUC" if monitor == "val_auc" else "loss"
+print(f"{len(history['loss'])} epochs in {history['seconds'][0]:.0f} s; best validation {watched} "
       f"{history[monitor][best]:.3f} at epoch {best + 1} (those weights are kept)")
 
 # %%

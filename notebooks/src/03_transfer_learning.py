@@ -16,7 +16,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
-TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
+TASK = "covid-vs-normal"  # "covid-vs-pneumonia": COVID-19 vs other pneumonias; "three-class": normal/pneumonia/COVID-19
 SMOKE = False  # True: one backbone, tiny images and epochs
 STRICT = False  # True: fail instead of falling back to synthetic data / random weights
 MAX_PER_CLASS = None  # cap images per class (whole patients)
@@ -197,9 +197,10 @@ fine = compile_and_fit(model, FINE_TUNE_LEARNING_RATE, FINE_TUNE_EPOCHS) if FINE
 history = {key: history.get(key, []) + fine.get(key, []) for key in {*history, *fine}}
 
 # %% [markdown]
-# Did fine-tuning help? Only the **validation** AUC (three classes: the validation loss) may decide. Early stopping restored the best
-# epoch *of phase 2*, which may still be worse than the end of phase 1; in that case we go back to
-# the phase-1 weights (and freeze the backbone again, as it was when they were saved).
+# Did fine-tuning help? Only the **validation** AUC (three classes: the validation loss) may decide.
+# Early stopping restored the best epoch *of phase 2*, which may still be worse than the end of
+# phase 1; in that case we go back to the phase-1 weights (and freeze the backbone again, as it was
+# when they were saved).
 
 # %%
 phase_two_score = best_on_val(fine)
@@ -207,8 +208,8 @@ kept = phase_two_score > phase_one_score
 if not kept:
     base.trainable = False
     model.set_weights(phase_one_weights)
-print(f"best validation {monitor[4:]}: phase 1 {abs(phase_one_score):.3f}, phase 2 {abs(phase_two_score):.3f} -> "
-      + ("fine-tuned weights kept" if kept else "phase-1 weights restored"))
+print(f"best validation {'AUC' if monitor == 'val_auc' else 'loss'}: phase 1 {abs(phase_one_score):.3f}, "
+      f"phase 2 {abs(phase_two_score):.3f} -> " + ("fine-tuned weights kept" if kept else "phase-1 weights restored"))
 
 metrics = train.evaluate_and_save(
     model, image_set, dataset, name=name, history=history, weights=used or "random",

@@ -19,7 +19,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
-TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
+TASK = "covid-vs-normal"  # "covid-vs-pneumonia": COVID-19 vs other pneumonias; "three-class": normal/pneumonia/COVID-19
 SMOKE = False  # True: tiny images and data, about a minute on a CPU
 STRICT = False  # True: fail instead of falling back to synthetic data / random weights
 MAX_PER_CLASS = None  # course-wide, as in 02, 03 and 05 (one test set); "flatten" holds images x 25,088 floats: GBs in full

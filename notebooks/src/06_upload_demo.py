@@ -21,7 +21,7 @@
 DATASET = "covid19-radiography"  # the dataset of the model to preselect; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
 SMOKE = False  # True: tiny data for the quick model (trained only when no model exists at all)
 STRICT = False  # True: fail instead of falling back to synthetic data (only used when a quick model is trained)
-TASK = "covid-vs-normal"  # or "covid-vs-pneumonia" (COVID-19 against other pneumonias), "three-class" (normal / pneumonia / COVID-19)
+TASK = "covid-vs-normal"  # "covid-vs-pneumonia": COVID-19 vs other pneumonias; "three-class": normal/pneumonia/COVID-19
 MODEL = "cnn"  # the model of TASK to preselect: "cnn" (02), a backbone such as "vgg16" (03), "vgg16-xgboost" (04)
 
 # %% [markdown]
