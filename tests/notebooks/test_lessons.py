@@ -231,6 +231,31 @@ def test_train_transfer_keeps_fine_tuning_only_when_it_beats_phase_one_on_valida
     assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
+@pytest.mark.parametrize("phase_two_loss, kept", [(0.8, False), (0.7, True)])  # a tie keeps phase 1
+def test_train_transfer_of_three_classes_has_a_softmax_and_keeps_phase_two_by_validation_loss(
+        module_course_dirs, monkeypatch, phase_two_loss, kept):
+    from helpers import data
+    from helpers.models import train
+
+    three = data.course_dataset("synthetic", smoke=True, task="three-class", n_patients=30, size=64, verbose=False)
+    seen = {}
+
+    def fake_fit(model, image_set, *, epochs, history=None, classes=None, **_):
+        seen.setdefault("classes", []).append(classes)
+        if history is None:  # phase 1: the lowest validation loss is 0.8
+            return {"loss": [1.1, 0.9], "val_loss": [1.0, 0.8], "seconds": [0.1]}
+        return {**history, "loss": history["loss"] + [0.7], "val_loss": history["val_loss"] + [phase_two_loss],
+                "seconds": history["seconds"] + [0.1]}
+
+    monkeypatch.setattr(train, "fit", fake_fit)
+    model, metrics = train.train_transfer("mobilenetv2", three, img_size=32, weights=None, epochs=2,
+                                          fine_tune_epochs=1, verbose=0)
+    assert model.output_shape == (None, 3) and model.get_layer("probability").activation.__name__ == "softmax"
+    assert seen["classes"] == [("NORMAL", "PNEUMONIA", "COVID")] * 2
+    assert metrics["params"]["fine_tune_kept"] is kept and metrics["task"] == "three-class"
+    assert set(metrics["multiclass"]) == {"val", "test"}
+
+
 # ------------------------------------------------------------------- 04: the XGBoost fit
 
 
