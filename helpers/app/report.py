@@ -12,34 +12,31 @@ Command line: ``python -m helpers report [--output-dir DIR] [--n-boot N]``.
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
 import re
 import warnings
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import jinja2
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
 
 from helpers import paths
+from helpers.app import report_results
+from helpers.app.report_parts import cells, number
 from helpers.constants import DISCLAIMER, NEGATIVE, POSITIVE
 from helpers.data import dataset_info
-from helpers.evaluation import BASELINE, comparison_table, format_comparison, predictive_values, reference_run
+from helpers.evaluation import BASELINE, reference_run
 from helpers.files import write_text
-from helpers.plots import plot_confusion_matrices, plot_roc_pr
 from helpers.runs import NOT_RUN_FOLDERS, Run, read_external, read_runs
 
 FILES = "report_files"
 TITLE = "COVID-19 detection in chest X-rays and CT: results"
 NO_PRETRAINING = {"scratch"}  # trained from scratch by design; None or "random" means lost ImageNet weights
 EXTERNAL_KEYS = ("model", "trained_on", "evaluated_on", "auc", "sensitivity", "specificity", "n")
-NUMERIC = re.compile(r"^-?[\d.]+( \([\d.]+-[\d.]+\)| / -?[\d.]+)?$")  # 0.91, 0.91 (0.85-0.96), 45 / 90
+# 0.91, 0.91 (0.85-0.96), 45 / 90, +0.04 (-0.01, +0.09)
+NUMERIC = re.compile(r"^[-+]?[\d.]+( \([\d.]+-[\d.]+\)| / -?[\d.]+| \([-+]?[\d.]+, [-+]?[\d.]+\))?$")
 HOW_TO_READ = [
     "Each metric is shown as estimate (95% confidence interval). Intervals come from a bootstrap that "
     "resamples patients, not images: images of one patient are not independent evidence.",
@@ -52,7 +49,8 @@ HOW_TO_READ = [
     "`DIFFERENT` rows cannot be compared with the rest; `unknown` for runs saved without a fingerprint.",
 ]
 
-TEXT = {  # the report's sentences, shared by both templates (`code` spans become <code> in HTML)
+TEXT = {  # the report's sentences, shared by both templates (`code` spans become <code> in HTML); see also
+    # report_results.TEXT and report_sanity.TEXT
     "calibration": "Calibration: each model's probabilities divided in the logit by a temperature T fitted on the "
                    "validation split (the ranking, the AUC and the calls stay the same); the Brier score on test "
                    "before and after (lower is better).",
@@ -86,44 +84,7 @@ TEMPLATES.filters.update(inline=_inline, md_cell=_markdown_cell)
 TEMPLATES.tests["numeric"] = lambda value: bool(NUMERIC.match(value))
 
 
-@dataclass
-class Figure:
-    """A figure of the report: ``report_files/<name>.png``, embedded in the HTML."""
-
-    name: str
-    caption: str
-    png: bytes
-
-    @property
-    def base64(self) -> str:
-        return base64.b64encode(self.png).decode("ascii")
-
-
-def _table(frame: pd.DataFrame) -> dict:
-    """Column names and rows of strings (empty for missing values), as the templates' ``table`` macro takes."""
-    rows = [["" if pd.isna(value) else str(value) for value in row] for row in frame.itertuples(index=False)]
-    return {"columns": [str(column) for column in frame.columns], "rows": rows}
-
-
-def _figure(fig, name: str, caption: str, files: Path) -> Figure:
-    """Save the figure as ``report_files/<name>.png`` and close it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    figure = Figure(re.sub(r"[^A-Za-z0-9_.-]+", "_", name), caption, buffer.getvalue())
-    (files / f"{figure.name}.png").write_bytes(figure.png)
-    return figure
-
-
 # ---------------------------------------------------------------- content
-
-
-def _number(value, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        return str(value)
-    return str(value) if isinstance(value, int | np.integer) else f"{value:.{digits}f}"
 
 
 def _duration(seconds) -> str:
@@ -153,7 +114,7 @@ def _is_synthetic(name: str, info: dict | None, runs: list[Run]) -> bool:
     return bool((info or {}).get("synthetic")) or any(run.synthetic for run in runs if run.dataset == name)
 
 
-def _banners(datasets: dict[str, dict | None], runs: list[Run], table: pd.DataFrame | None) -> list[str]:
+def _banners(datasets: dict[str, dict | None], runs: list[Run], different: list[str]) -> list[str]:
     """The loud warnings: synthetic data, transfer models without ImageNet weights, other test sets."""
     messages = []
     synthetic = [name for name, info in datasets.items() if _is_synthetic(name, info, runs)]
@@ -166,17 +127,20 @@ def _banners(datasets: dict[str, dict | None], runs: list[Run], table: pd.DataFr
     if unweighted:
         messages.append(f"Transfer models trained WITHOUT ImageNet weights: {', '.join(unweighted)}. "
                         "Their results do not represent transfer learning.")
-    different = [] if table is None else table.attrs.get("different_test_set", [])
     if different:
         messages.append(f"Scored on a DIFFERENT test set than the other models of their dataset: "
                         f"{', '.join(different)}. Their numbers cannot be compared with the rest.")
     return messages
 
 
+def _heading(name: str, info: dict | None, runs: list[Run]) -> str:
+    return f"{name} ({_modality(name, info)}, {'SYNTHETIC' if _is_synthetic(name, info, runs) else 'real'} data)"
+
+
 def _split_counts(value) -> str:
     if isinstance(value, dict):
         return f"{value.get(POSITIVE, 0)} / {value.get(NEGATIVE, 0)}"
-    return _number(value)
+    return number(value)
 
 
 def _dataset_summary(name: str, info: dict | None, runs: list[Run]) -> dict[str, str]:
@@ -186,8 +150,8 @@ def _dataset_summary(name: str, info: dict | None, runs: list[Run]) -> dict[str,
     column = {
         "modality": _modality(name, info),
         "data": "SYNTHETIC" if _is_synthetic(name, info, runs) else "real",
-        "images": _number(info.get("n_images")),
-        "patients": _number(info.get("n_patients")),
+        "images": number(info.get("n_images")),
+        "patients": number(info.get("n_patients")),
     }
     splits = info.get("splits") or {}
     for split in ("train", "val", "test"):
@@ -197,7 +161,7 @@ def _dataset_summary(name: str, info: dict | None, runs: list[Run]) -> dict[str,
             rows = mine[0].split(split)
             total = (mine[0].metrics.get("n_images") or {}).get(split)
             shown = (f"{(rows['y_true'] == 1).sum()} / {(rows['y_true'] == 0).sum()}" if len(rows)
-                     else f"{_number(total)} images")
+                     else f"{number(total)} images")
             column[f"{split}: {POSITIVE} / {NEGATIVE}"] = shown
     return column
 
@@ -207,57 +171,7 @@ def _dataset_section(datasets: dict[str, dict | None], runs: list[Run]) -> dict 
         return None
     table = pd.DataFrame({name: _dataset_summary(name, info, runs) for name, info in datasets.items()})
     notes = [f"{name}: {note}" for name, info in datasets.items() for note in (info or {}).get("notes") or []]
-    return {"table": _table(table.fillna("-").rename_axis("").reset_index()), "notes": notes}
-
-
-def _predictive_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """PPV / NPV of each model at other prevalences, from its test sensitivity and specificity."""
-    table = []
-    for _, row in rows.iterrows():
-        if pd.isna(row["sensitivity"]) or pd.isna(row["specificity"]):
-            continue
-        shown = {"Model": row["model"]}
-        for _, value in predictive_values(row["sensitivity"], row["specificity"]).iterrows():
-            shown[f"prevalence {value['prevalence']:.0%}"] = f"{_number(value['ppv'])} / {_number(value['npv'])}"
-        table.append(shown)
-    return pd.DataFrame(table)
-
-
-def _calibration_table(runs: list[Run]) -> dict | None:
-    """T and the test Brier score before/after calibration per run that stored them (``metrics.json``)."""
-    rows = [{"Model": run.model, "T (fitted on val)": _number(record.get("T")),
-             "Brier before": _number(record.get("brier_test_before"), 3),
-             "Brier after": _number(record.get("brier_test_after"), 3), "Note": record.get("note") or ""}
-            for run in runs if (record := run.metrics.get("calibration"))]
-    return _table(pd.DataFrame(rows)) if rows else None
-
-
-def _results_section(table: pd.DataFrame, runs: list[Run], datasets: dict, files: Path) -> dict:
-    """Per dataset: the comparison table, predictive values, and the figures (ROC/PR, confusion matrices)."""
-    shown = format_comparison(table)
-    section = {"datasets": [], "roc": [], "confusion": []}
-    for name, info in datasets.items():
-        mine = [run for run in runs if run.dataset == name]
-        in_table = (table["dataset"] == name).to_numpy()
-        if not mine or not in_table.any():
-            continue
-        predictive = _predictive_table(table[in_table & (table["model"] != BASELINE).to_numpy()])
-        entry = {
-            "heading": f"{name} ({_modality(name, info)}, {'SYNTHETIC' if _is_synthetic(name, info, runs) else 'real'} data)",
-            "table": _table(shown[in_table].drop(columns=["Dataset", "Data", "Accuracy"])),
-            "predictive": None if predictive.empty else _table(predictive),
-            "calibration": _calibration_table(mine),
-            "problem": None,
-        }
-        try:
-            section["roc"].append(_figure(plot_roc_pr(mine, vertical=True), f"roc_pr_{name}",
-                                          f"{name}: ROC and precision-recall on the test split", files))
-            section["confusion"].append(_figure(plot_confusion_matrices(mine, ncols=2), f"confusion_{name}",
-                                                f"{name}: confusion matrices at the validation-chosen threshold", files))
-        except ValueError as error:
-            entry["problem"] = f"No figures for {name}: {error}."
-        section["datasets"].append(entry)
-    return section
+    return {"table": cells(table.fillna("-").rename_axis("").reset_index()), "notes": notes}
 
 
 def _external_section(root: Path, table: pd.DataFrame | None) -> dict | None:
@@ -270,11 +184,11 @@ def _external_section(root: Path, table: pd.DataFrame | None) -> dict | None:
              if key not in (*EXTERNAL_KEYS, "file") and not isinstance(record[key], dict | list)]
     rows = []
     for record in records:
-        row = {key.replace("_", " "): _number(record.get(key)) for key in [*EXTERNAL_KEYS, *dict.fromkeys(extra)]}
-        row["internal test AUC"] = _number(internal.get((record.get("trained_on"), record.get("model"))))
+        row = {key.replace("_", " "): number(record.get(key)) for key in [*EXTERNAL_KEYS, *dict.fromkeys(extra)]}
+        row["internal test AUC"] = number(internal.get((record.get("trained_on"), record.get("model"))))
         row["file"] = record["file"]
         rows.append(row)
-    return _table(pd.DataFrame(rows))
+    return cells(pd.DataFrame(rows))
 
 
 def _read_timings(root: Path):
@@ -300,7 +214,7 @@ def _timings_section(root: Path) -> dict | None:
                            "time": _duration(t.get("seconds")), "profile": t.get("profile", "-"),
                            "dataset": t.get("dataset", "-")} for t in rows])
     total = sum(t["seconds"] for t in rows if isinstance(t.get("seconds"), int | float))
-    return {"table": _table(table), "total": _duration(total)}
+    return {"table": cells(table), "total": _duration(total)}
 
 
 def _environment_section(runs: list[Run]) -> dict | None:
@@ -313,7 +227,7 @@ def _environment_section(runs: list[Run]) -> dict | None:
             values.setdefault(key, {})[str(value)] = None
     if not values:
         return None
-    return _table(pd.DataFrame({"": list(values), "value": [" | ".join(v) for v in values.values()]}))
+    return cells(pd.DataFrame({"": list(values), "value": [" | ".join(v) for v in values.values()]}))
 
 
 def _next_steps() -> list[str]:
@@ -331,17 +245,17 @@ def _context(root: Path, runs: list[Run], *, n_boot: int, seed: int) -> dict:
     for stale in files.glob("*.png"):
         stale.unlink()
     datasets = _datasets(root, runs)
-    table = comparison_table(runs, n_boot=n_boot, seed=seed) if runs else None
-    has_results = table is not None and not table.empty
+    headings = {name: _heading(name, info, runs) for name, info in datasets.items()}
+    results = report_results.results_section(runs, headings, files=files, n_boot=n_boot, seed=seed)
     return {
         "title": TITLE, "generated": f"{datetime.now():%Y-%m-%d %H:%M}", "root": str(root), "disclaimer": DISCLAIMER,
-        "banners": _banners(datasets, runs, table),
+        "banners": _banners(datasets, runs, results["different"] if results else []),
         "datasets": _dataset_section(datasets, runs),
-        "how_to_read": HOW_TO_READ, "text": {**TEXT, "no_results": TEXT["no_results"].format(root=root)},
+        "how_to_read": HOW_TO_READ, "text": {**TEXT, **report_results.TEXT, "no_results": TEXT["no_results"].format(root=root)},
         "n_boot": n_boot,
-        "results": _results_section(table, runs, datasets, files) if has_results else None,
-        "next_steps": None if has_results else _next_steps(),
-        "external": _external_section(root, table),
+        "results": results,
+        "next_steps": None if results else _next_steps(),
+        "external": _external_section(root, results["table"] if results else None),
         "timings": _timings_section(root),
         "environment": _environment_section(runs),
     }

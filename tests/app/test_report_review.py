@@ -1,0 +1,154 @@
+"""The report's review sections on real runs (``save_run``, real Keras models, images on disk): every model
+against the best (paired), calibration before/after, the Grad-CAM sanity check, and the tasks side by side."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers import data
+from helpers.app import report
+from helpers.images import read_image, resize
+from helpers.runs import save_run
+from tests.tiny_models import save_tiny_hybrid
+
+SIZE = 32
+SPLITS = ["train"] * 8 + ["val"] * 8 + ["test"] * 8
+
+
+def brightness_model():
+    """A real Keras CNN (two convolutions, pooling, one sigmoid unit) whose COVID score grows with brightness.
+
+    Built with the default (random) initialisers, so that the sanity check's re-initialised copy differs,
+    then given weights that average the image: the logit is 8 x mean brightness (0..1) - 4.
+    """
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    first = keras.layers.Conv2D(4, 3, padding="same", activation="relu")
+    last = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="last_conv")
+    head = keras.layers.Dense(1, activation="sigmoid")
+    outputs = head(keras.layers.GlobalAveragePooling2D()(last(first(x))))
+    model = keras.Model(inputs, outputs, name="bright")
+    for layer, value, bias in ((first, 1 / 27, 0.0), (last, 1 / 36, 0.0), (head, 2.0, -4.0)):
+        kernel = layer.get_weights()[0]
+        layer.set_weights([np.full_like(kernel, value), np.full(kernel.shape[-1], bias, kernel.dtype)])
+    return model
+
+
+def toy_dataset(data_dir, *, task: str = "covid-vs-normal", fingerprint: str | None = None) -> SimpleNamespace:
+    """24 patients, one image each (COVID bright, the other class dark), written as PNG under the data folder."""
+    negative = "NORMAL" if task == "covid-vs-normal" else "PNEUMONIA"
+    labels = ["COVID", negative] * (len(SPLITS) // 2)
+    manifest = pd.DataFrame({"path": [f"images/{i:02d}.png" for i in range(len(SPLITS))],
+                             "patient_id": [f"toy:{i}" for i in range(len(SPLITS))], "split": SPLITS, "label": labels})
+    folder = data_dir / "toy" / "v1"
+    rng = np.random.default_rng(0)
+    for path, label in zip(manifest["path"], labels, strict=True):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        level = 170 if label == "COVID" else 70
+        Image.fromarray(np.clip(rng.normal(level, 25, (48, 48)), 0, 255).astype(np.uint8)).save(folder / path)
+    return SimpleNamespace(name="toy", synthetic=True, modality="xray", manifest=manifest, task=task,
+                           classes=(negative, "COVID"), test_fingerprint=fingerprint or data.test_fingerprint(manifest))
+
+
+def predictions(dataset, probability) -> pd.DataFrame:
+    rows = dataset.manifest[dataset.manifest["split"] != "train"]
+    return rows.assign(y_true=(rows["label"] == "COVID").astype(int), probability=np.asarray(probability, float))
+
+
+def model_scores(model, dataset, data_dir) -> np.ndarray:
+    rows = dataset.manifest[dataset.manifest["split"] != "train"]
+    images = np.stack([resize(read_image(data_dir / "toy" / "v1" / p), SIZE) for p in rows["path"]])
+    return model.predict(np.repeat(images[..., None], 3, axis=3).astype(np.float32), verbose=0)[:, 0]
+
+
+@pytest.fixture(scope="module")
+def built(module_course_dirs):
+    """The Keras CNN, an identical twin of its scores, a noisy model, a run on another test set, and a second
+    task's runs; the report built once."""
+    data_dir, out = module_course_dirs
+    dataset = toy_dataset(data_dir)
+    model = brightness_model()
+    scores = model_scores(model, dataset, data_dir)
+    noisy = np.random.default_rng(1).uniform(size=len(scores))
+    save_run("cnn", dataset=dataset, predictions=predictions(dataset, scores), model=model, img_size=SIZE,
+             gradcam_layer="last_conv", weights="scratch")
+    save_run("cnn-twin", dataset=dataset, predictions=predictions(dataset, scores), weights="scratch")
+    save_run("noisy", dataset=dataset, predictions=predictions(dataset, noisy), weights="scratch")
+    capped = toy_dataset(data_dir, fingerprint="0123456789abcdef")
+    save_run("capped", dataset=capped, predictions=predictions(capped, scores), weights="scratch")
+    pneumonia = toy_dataset(data_dir, task="covid-vs-pneumonia")
+    for name, probability in (("cnn", scores), ("noisy", noisy[::-1])):
+        save_run(name + "-covid-vs-pneumonia", dataset=pneumonia, predictions=predictions(pneumonia, probability), weights="scratch", extra={"task": "covid-vs-pneumonia", "classes": ["PNEUMONIA", "COVID"], "model": name})  # PRE-MERGE
+    markdown, page = report.build_report(out, n_boot=50)
+    return SimpleNamespace(html=page.read_text(encoding="utf-8"), md=markdown.read_text(encoding="utf-8"),
+                           out=out, data_dir=data_dir)
+
+
+def sections(html: str, kind: str) -> list[str]:
+    return re.findall(rf'<section class="{kind}">(.*?)</section>', html, flags=re.S)
+
+
+def rows(html: str) -> dict[str, list[str]]:
+    """Table body rows by their first cell."""
+    found = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)]
+    return {cells[0]: cells[1:] for cells in found if cells}
+
+
+def test_the_paired_table_compares_every_model_of_one_test_set_with_the_best(built):
+    paired = sections(built.html, "paired")[0]  # covid-vs-normal comes first
+    table = rows(paired)
+    assert set(table) == {"cnn-twin", "noisy"}  # the best (cnn) is the reference; capped is left out
+    assert "<code>cnn</code>" in paired and "Left out of the paired table" in paired and "capped" in paired
+    assert table["cnn-twin"][1:4] == ["0.00 (0.00, 0.00)"] * 3  # identical scores: exactly 0, every metric
+    assert table["noisy"][1].startswith("-")  # worse than the best by construction
+    assert "do not mean that the test set cannot tell" in paired
+    md_paired = built.md.split("Every model against the best, paired")[1]
+    md_row = next(line for line in md_paired.splitlines() if line.startswith("| cnn-twin |"))
+    assert md_row.count("0.00 (0.00, 0.00)") == 3
+
+
+def test_calibration_before_after_and_its_reliability_diagram(built):
+    assert "Brier before" in built.html and "Brier after" in built.html
+    assert re.search(r'<img src="data:image/png;base64,[^"]+" alt="toy: reliability of cnn', built.html)
+    assert (built.out / "report_files" / "reliability_toy.png").is_file()
+
+
+def test_the_sanity_figure_shows_the_keras_model_on_its_images(built):
+    sanity = sections(built.html, "sanity")[0]
+    assert re.search(r'<img src="data:image/png;base64,', sanity) and "Grad-CAM of cnn" in sanity
+    assert re.search(r"per image: (-?[\d.]+|n/a)(, (-?[\d.]+|n/a)){3}\.", sanity)  # 2 images of each class
+    assert "](report_files/sanity_toy.png)" in built.md
+
+
+def test_tasks_have_their_own_sections_and_a_side_by_side_table(built):
+    assert built.html.index("Task covid-vs-normal") < built.html.index("Task covid-vs-pneumonia")
+    assert "The tasks side by side" in built.html
+    side_by_side = rows(built.html.split("The tasks side by side")[1].split("</table>")[0])
+    assert set(side_by_side) == {"covid-vs-normal", "covid-vs-pneumonia"}
+    assert side_by_side["covid-vs-pneumonia"][0] == "PNEUMONIA, COVID"
+    assert side_by_side["covid-vs-pneumonia"][1].startswith("cnn (1.00)")
+    # the other task's runs are not compared with this task's: its own paired table, its own models
+    assert set(rows(sections(built.html, "paired")[1])) == {"noisy"}
+    assert "No Keras model among these runs" in sections(built.html, "sanity")[1]
+
+
+def test_missing_images_and_hybrid_only_outputs_are_said_not_fatal(built, tmp_path, monkeypatch):
+    shutil.rmtree(built.data_dir / "toy")
+    _, page = report.build_report(built.out, n_boot=20)
+    assert "are not on disk" in sections(page.read_text(encoding="utf-8"), "sanity")[0]
+
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "hybrid"))
+    save_tiny_hybrid("toy-hybrid")
+    assert report.main(["--output-dir", str(tmp_path / "hybrid"), "--n-boot", "20"]) == 0
+    html = (tmp_path / "hybrid" / "report.html").read_text(encoding="utf-8")
+    assert "No Keras model among these runs" in sections(html, "sanity")[0]
+    assert "Only one model was scored" in sections(html, "paired")[0]
