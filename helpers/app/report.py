@@ -29,7 +29,7 @@ from helpers.constants import DISCLAIMER, NEGATIVE, POSITIVE
 from helpers.data import dataset_info
 from helpers.evaluation import BASELINE, reference_run
 from helpers.files import write_text
-from helpers.runs import NOT_RUN_FOLDERS, Run, read_external, read_runs
+from helpers.runs import NOT_RUN_FOLDERS, Run, read_external, read_runs, run_name
 
 FILES = "report_files"
 TITLE = "COVID-19 detection in chest X-rays and CT: results"
@@ -122,7 +122,7 @@ def _banners(datasets: dict[str, dict | None], runs: list[Run], different: list[
         messages.append(
             f"SYNTHETIC DATA (dataset {', '.join(synthetic)}): these images were generated, not taken from "
             "patients. The numbers show that the code works, not that anything detects COVID-19.")
-    unweighted = [f"{run.dataset}/{run.model} (weights={run.weights})" for run in runs
+    unweighted = [f"{run.dataset}/{run.name} (weights={run.weights})" for run in runs
                   if run.weights not in NO_PRETRAINING and str(run.weights).lower() != "imagenet"]
     if unweighted:
         messages.append(f"Transfer models trained WITHOUT ImageNet weights: {', '.join(unweighted)}. "
@@ -179,7 +179,7 @@ def _external_section(root: Path, table: pd.DataFrame | None) -> dict | None:
     records = read_external(root)
     if not records:
         return None
-    internal = {} if table is None else {(r.dataset, r.model): r.auc for r in table.itertuples()}
+    internal = {} if table is None else {(r.dataset, run_name(r.model, r.task)): r.auc for r in table.itertuples()}
     extra = [key for record in records for key in record
              if key not in (*EXTERNAL_KEYS, "file") and not isinstance(record[key], dict | list)]
     rows = []

@@ -57,7 +57,8 @@ def groups(runs: list) -> dict[tuple[str, str], list]:
 
 def results_section(runs: list, headings: dict[str, str], *, files: Path, n_boot: int, seed: int) -> dict | None:
     """Per dataset (``headings``: name -> heading, in order), per task: every table and figure; None when
-    nothing was scored. ``table``: every task's comparison table; ``different``: runs on another test set."""
+    nothing was scored. ``table``: every task's comparison table (with ``task``); ``different``: runs on another
+    test set."""
     section, tables = {"datasets": [], "roc": [], "confusion": [], "different": []}, []
     by_group = groups(runs)
     for name, heading in headings.items():
@@ -70,7 +71,7 @@ def results_section(runs: list, headings: dict[str, str], *, files: Path, n_boot
             if frame.empty:
                 continue
             section["different"] += frame.attrs.get("different_test_set", [])
-            tables.append(frame)
+            tables.append(frame.assign(task=task))
             entries.append(_task_entry(name, task, scored, frame, files=files, n_boot=n_boot, seed=seed,
                                        section=section))
         if entries:

@@ -43,11 +43,15 @@ def brightness_model():
     return model
 
 
+TASK_CLASSES = {"covid-vs-normal": ("NORMAL", "COVID"), "covid-vs-pneumonia": ("PNEUMONIA", "COVID"),
+                "three-class": ("NORMAL", "PNEUMONIA", "COVID")}
+
+
 def toy_dataset(data_dir, *, task: str = "covid-vs-normal", fingerprint: str | None = None) -> SimpleNamespace:
-    """24 patients, one image each (COVID bright, the other class dark), written as PNG under the data folder."""
-    negative = "NORMAL" if task == "covid-vs-normal" else "PNEUMONIA"
-    labels = ["COVID", negative] * (len(SPLITS) // 2)
-    manifest = pd.DataFrame({"path": [f"images/{i:02d}.png" for i in range(len(SPLITS))],
+    """24 patients, one image each (COVID bright, the other classes dark), written as PNG under the data folder."""
+    classes = TASK_CLASSES[task]
+    labels = [classes[i % len(classes)] for i in range(len(SPLITS))]
+    manifest = pd.DataFrame({"path": [f"images/{task}/{i:02d}.png" for i in range(len(SPLITS))],
                              "patient_id": [f"toy:{i}" for i in range(len(SPLITS))], "split": SPLITS, "label": labels})
     folder = data_dir / "toy" / "v1"
     rng = np.random.default_rng(0)
@@ -56,12 +60,16 @@ def toy_dataset(data_dir, *, task: str = "covid-vs-normal", fingerprint: str | N
         level = 170 if label == "COVID" else 70
         Image.fromarray(np.clip(rng.normal(level, 25, (48, 48)), 0, 255).astype(np.uint8)).save(folder / path)
     return SimpleNamespace(name="toy", synthetic=True, modality="xray", manifest=manifest, task=task,
-                           classes=(negative, "COVID"), test_fingerprint=fingerprint or data.test_fingerprint(manifest))
+                           classes=classes, test_fingerprint=fingerprint or data.test_fingerprint(manifest))
 
 
 def predictions(dataset, probability) -> pd.DataFrame:
+    """The val and test rows with P(COVID), or with one column per class for an N x 3 matrix (as the contract)."""
     rows = dataset.manifest[dataset.manifest["split"] != "train"]
-    return rows.assign(y_true=(rows["label"] == "COVID").astype(int), probability=np.asarray(probability, float))
+    probability = np.asarray(probability, float)
+    columns = {f"prob_{c}": probability[:, i] for i, c in enumerate(dataset.classes)} if probability.ndim == 2 else {}
+    return rows.assign(y_true=(rows["label"] == "COVID").astype(int),
+                       probability=probability[:, -1] if columns else probability, **columns)
 
 
 def model_scores(model, dataset, data_dir) -> np.ndarray:
@@ -87,7 +95,10 @@ def built(module_course_dirs):
     save_run("capped", dataset=capped, predictions=predictions(capped, scores), weights="scratch")
     pneumonia = toy_dataset(data_dir, task="covid-vs-pneumonia")
     for name, probability in (("cnn", scores), ("noisy", noisy[::-1])):
-        save_run(name + "-covid-vs-pneumonia", dataset=pneumonia, predictions=predictions(pneumonia, probability), weights="scratch", extra={"task": "covid-vs-pneumonia", "classes": ["PNEUMONIA", "COVID"], "model": name})  # PRE-MERGE
+        save_run(name, dataset=pneumonia, predictions=predictions(pneumonia, probability), weights="scratch")
+    three = toy_dataset(data_dir, task="three-class")
+    matrix = np.random.default_rng(2).dirichlet(np.ones(3), size=len(scores))
+    save_run("noisy", dataset=three, predictions=predictions(three, matrix), weights="scratch")
     markdown, page = report.build_report(out, n_boot=50)
     return SimpleNamespace(html=page.read_text(encoding="utf-8"), md=markdown.read_text(encoding="utf-8"),
                            out=out, data_dir=data_dir)
@@ -130,15 +141,19 @@ def test_the_sanity_figure_shows_the_keras_model_on_its_images(built):
 
 
 def test_tasks_have_their_own_sections_and_a_side_by_side_table(built):
-    assert built.html.index("Task covid-vs-normal") < built.html.index("Task covid-vs-pneumonia")
-    assert "The tasks side by side" in built.html
+    headings = [built.html.index(f"Task {task}") for task in TASK_CLASSES]
+    assert headings == sorted(headings)  # the course's order of tasks
     side_by_side = rows(built.html.split("The tasks side by side")[1].split("</table>")[0])
-    assert set(side_by_side) == {"covid-vs-normal", "covid-vs-pneumonia"}
+    assert set(side_by_side) == set(TASK_CLASSES)
     assert side_by_side["covid-vs-pneumonia"][0] == "PNEUMONIA, COVID"
     assert side_by_side["covid-vs-pneumonia"][1].startswith("cnn (1.00)")
-    # the other task's runs are not compared with this task's: its own paired table, its own models
-    assert set(rows(sections(built.html, "paired")[1])) == {"noisy"}
+    three = side_by_side["three-class"]
+    assert three[1].startswith("noisy") and re.fullmatch(r"0\.\d\d|1\.00", three[5])  # its macro AUC
+    assert side_by_side["covid-vs-normal"][5] == "-"  # binary tasks have none
+    # each task's runs are compared with that task's only
+    assert [set(rows(paired)) for paired in sections(built.html, "paired")[1:]] == [{"noisy"}, set()]
     assert "No Keras model among these runs" in sections(built.html, "sanity")[1]
+    assert "macro AUC" in built.html and "sensitivity PNEUMONIA" in built.html  # the three-class table
 
 
 def test_missing_images_and_hybrid_only_outputs_are_said_not_fatal(built, tmp_path, monkeypatch):
