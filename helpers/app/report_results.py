@@ -48,9 +48,9 @@ def task_order(task: str) -> int:
 
 
 def groups(runs: list) -> dict[tuple[str, str], list]:
-    """The runs by ``(dataset, task)``, tasks in the course's order."""
+    """The runs by ``(dataset, task)``, tasks in the course's order, models by name."""
     found: dict[tuple[str, str], list] = {}
-    for run in sorted(runs, key=lambda run: task_order(run.task)):
+    for run in sorted(runs, key=lambda run: (task_order(run.task), run.model)):
         found.setdefault((run.dataset, run.task), []).append(run)
     return found
 
@@ -96,7 +96,7 @@ def _task_entry(name: str, task: str, runs: list, frame: pd.DataFrame, *, files:
         "calibration": _calibration_table(runs),
         "reliability": _reliability_figure(runs, label, key, files),
         "multiclass": _multiclass_table(runs),
-        "sanity": sanity_section(same_test_set(runs), name=key, files=files, seed=seed),
+        "sanity": sanity_section(same_test_set(runs), label=label, key=key, files=files, seed=seed),
         "problem": None,
     }
     try:
@@ -137,7 +137,8 @@ def paired_section(runs: list, *, n_boot: int, seed: int) -> dict:
         for metric, values in by_metric.iterrows():
             row[f"{DISPLAY_METRICS[metric]} difference (95% CI)"] = signed_interval(
                 values["difference"], values["low"], values["high"])
-        row["DeLong p (AUC)"] = number(by_metric.loc["auc", "delong_p"], 3)
+        p = by_metric.loc["auc", "delong_p"]
+        row["DeLong p (AUC)"] = "< 0.001" if p < 0.001 else number(p, 3)
         row["interval excludes 0"] = ", ".join(clear) or "none"
         rows.append(row)
     text = TEXT["paired"].format(best=f"`{best}` (validation AUC {number(differences.attrs['best_val_auc'])})",

@@ -34,8 +34,9 @@ TEXT = {
 }
 
 
-def sanity_section(runs: list, *, name: str, files: Path, seed: int = 0) -> dict:
-    """``{"model", "figure", "similarity", "message"}`` for the best Keras run of ``runs`` (one dataset and task)."""
+def sanity_section(runs: list, *, label: str, key: str, files: Path, seed: int = 0) -> dict:
+    """``{"model", "figure", "similarity", "message"}`` for the best Keras run of ``runs`` (one dataset and task:
+    ``label`` in the caption, ``key`` in the file name)."""
     run = best_by_val_auc([run for run in runs if run.kind == "keras"])
     if run is None:
         return {"model": None, "figure": None, "similarity": None, "message": TEXT["no_keras"]}
@@ -45,20 +46,26 @@ def sanity_section(runs: list, *, name: str, files: Path, seed: int = 0) -> dict
     rows = chosen_rows(run)
     if rows.empty:
         return {**shown, "message": f"{run.model} has no test predictions to explain."}
-    model = run.keras_model()
-    images, problem = scored_images(model, rows)
-    if images is None:
-        return {**shown, "message": f"No sanity check for {run.model}: {problem}."}
     from helpers.explain.sanity import sanity_check
     from helpers.plots.review import plot_sanity_check
 
-    check = sanity_check(model, images, seed=seed, threshold=run.threshold)
-    titles = [f"{label}, p({POSITIVE}) = {p:.2f}" for label, p in zip(rows["label"], rows["probability"], strict=True)]
+    check = None
+    try:
+        model = run.keras_model()
+        images, problem = scored_images(model, rows)
+        if images is not None:
+            check = sanity_check(model, images, seed=seed, threshold=run.threshold)
+    except (OSError, ValueError) as error:  # RunError is a ValueError; so is a model Grad-CAM cannot read
+        problem = str(error).rstrip(".")
+    if check is None:
+        return {**shown, "message": f"No sanity check for {run.model}: {problem}."}
+    titles = [f"truth {truth}\np({POSITIVE}) = {p:.3f} (threshold {run.threshold:.3f})"
+              for truth, p in zip(rows["label"], rows["probability"], strict=True)]
     fig = plot_sanity_check(images, check, titles=titles, synthetic=run.synthetic, panel_size=2.0)
-    caption = (f"{name}: Grad-CAM of {run.model} (best validation AUC) on {len(rows)} test images, trained and with "
+    caption = (f"{label}: Grad-CAM of {run.model} (best validation AUC) on {len(rows)} test images, trained and with "
                f"{', '.join(check['layers'])} re-initialised, on one colour scale")
     similarity = ", ".join("n/a" if np.isnan(s) else f"{s:.2f}" for s in check["similarity"])
-    return {**shown, "figure": figure(fig, f"sanity_{name}", caption, files), "similarity": similarity}
+    return {**shown, "figure": figure(fig, f"sanity_{key}", caption, files), "similarity": similarity}
 
 
 def chosen_rows(run, per_class: int = PER_CLASS) -> pd.DataFrame:

@@ -156,7 +156,12 @@ def test_tasks_have_their_own_sections_and_a_side_by_side_table(built):
     assert "macro AUC" in built.html and "sensitivity PNEUMONIA" in built.html  # the three-class table
 
 
-def test_missing_images_and_hybrid_only_outputs_are_said_not_fatal(built, tmp_path, monkeypatch):
+def test_changed_or_missing_images_and_hybrid_only_outputs_are_said_not_fatal(built, tmp_path, monkeypatch):
+    first_covid = built.data_dir / "toy" / "v1" / "images" / "covid-vs-normal" / "16.png"  # test split, COVID
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(first_covid)  # a dark image: another score
+    _, page = report.build_report(built.out, n_boot=20)
+    assert "do not give the predictions the run stored" in sections(page.read_text(encoding="utf-8"), "sanity")[0]
+
     shutil.rmtree(built.data_dir / "toy")
     _, page = report.build_report(built.out, n_boot=20)
     assert "are not on disk" in sections(page.read_text(encoding="utf-8"), "sanity")[0]
