@@ -16,7 +16,7 @@ from helpers import data
 from helpers.app import report
 from helpers.images import read_image, resize
 from helpers.runs import save_run
-from tests.tiny_models import save_tiny_hybrid
+from tests.tiny_models import save_tiny_cnn, save_tiny_hybrid
 
 SIZE = 32
 SPLITS = ["train"] * 8 + ["val"] * 8 + ["test"] * 8
@@ -166,9 +166,12 @@ def test_changed_or_missing_images_and_hybrid_only_outputs_are_said_not_fatal(bu
     _, page = report.build_report(built.out, n_boot=20)
     assert "are not on disk" in sections(page.read_text(encoding="utf-8"), "sanity")[0]
 
-    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "hybrid"))
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "partial"))
     save_tiny_hybrid("toy-hybrid")
-    assert report.main(["--output-dir", str(tmp_path / "hybrid"), "--n-boot", "20"]) == 0
-    html = (tmp_path / "hybrid" / "report.html").read_text(encoding="utf-8")
-    assert "No Keras model among these runs" in sections(html, "sanity")[0]
-    assert "Only one model was scored" in sections(html, "paired")[0]
+    save_tiny_cnn("toy-three", task="three-class")  # a Keras model the sanity check cannot explain
+    assert report.main(["--output-dir", str(tmp_path / "partial"), "--n-boot", "20"]) == 0
+    html = (tmp_path / "partial" / "report.html").read_text(encoding="utf-8")
+    hybrid, three = (html.split(f"<h3>{name} (xray, SYNTHETIC data)</h3>")[1] for name in ("toy-hybrid", "toy-three"))
+    assert "No Keras model among these runs" in sections(hybrid, "sanity")[0]
+    assert "Only one model was scored" in sections(hybrid, "paired")[0]
+    assert "is a 3-class model" in sections(three, "sanity")[0]
