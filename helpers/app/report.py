@@ -40,8 +40,9 @@ NUMERIC = re.compile(r"^[-+]?[\d.]+( \([\d.]+-[\d.]+\)| / -?[\d.]+| \([-+]?[\d.]
 HOW_TO_READ = [
     "Each metric is shown as estimate (95% confidence interval). Intervals come from a bootstrap that "
     "resamples patients, not images: images of one patient are not independent evidence.",
-    "Sensitivity: share of COVID-19 images called COVID. Specificity: share of normal images called "
-    "normal. PPV / NPV: how often a positive / negative call is right, at the test set's prevalence.",
+    "Sensitivity: share of COVID-19 images called COVID. Specificity: share of the other images (normal, or other "
+    "pneumonia, by task) not called COVID. PPV / NPV: how often a positive / negative call is right, at the test "
+    "set's prevalence. Every task is read as COVID-19 against the rest.",
     "The decision threshold was chosen on the validation split; the test split was never used for a choice.",
     f"The `{BASELINE}` always predicts the most frequent training class. A model that does not clearly "
     "beat it on AUC and on sensitivity and specificity together has learned nothing useful.",
@@ -139,7 +140,7 @@ def _heading(name: str, info: dict | None, runs: list[Run]) -> str:
 
 def _split_counts(value) -> str:
     if isinstance(value, dict):
-        return f"{value.get(POSITIVE, 0)} / {value.get(NEGATIVE, 0)}"
+        return f"{value.get(POSITIVE, 0)} / {sum(n for label, n in value.items() if label != POSITIVE)}"
     return number(value)
 
 
@@ -150,27 +151,39 @@ def _dataset_summary(name: str, info: dict | None, runs: list[Run]) -> dict[str,
     column = {
         "modality": _modality(name, info),
         "data": "SYNTHETIC" if _is_synthetic(name, info, runs) else "real",
+        "classes": ", ".join(info.get("classes") or (mine[0].classes if mine else (NEGATIVE, POSITIVE))),
         "images": number(info.get("n_images")),
         "patients": number(info.get("n_patients")),
     }
     splits = info.get("splits") or {}
     for split in ("train", "val", "test"):
         if split in splits:
-            column[f"{split}: {POSITIVE} / {NEGATIVE}"] = _split_counts(splits[split])
+            column[f"{split}: {POSITIVE} / rest"] = _split_counts(splits[split])
         elif mine:
             rows = mine[0].split(split)
             total = (mine[0].metrics.get("n_images") or {}).get(split)
             shown = (f"{(rows['y_true'] == 1).sum()} / {(rows['y_true'] == 0).sum()}" if len(rows)
                      else f"{number(total)} images")
-            column[f"{split}: {POSITIVE} / {NEGATIVE}"] = shown
+            column[f"{split}: {POSITIVE} / rest"] = shown
     return column
 
 
 def _dataset_section(datasets: dict[str, dict | None], runs: list[Run]) -> dict | None:
+    """One column per dataset, or per dataset and task where several tasks ran on it."""
     if not datasets:
         return None
-    table = pd.DataFrame({name: _dataset_summary(name, info, runs) for name, info in datasets.items()})
-    notes = [f"{name}: {note}" for name, info in datasets.items() for note in (info or {}).get("notes") or []]
+    columns, infos = {}, []
+    for name, info in datasets.items():
+        tasks = report_results.groups([run for run in runs if run.dataset == name])
+        if len(tasks) < 2:
+            columns[name], infos = _dataset_summary(name, info, runs), [*infos, (name, info)]
+            continue
+        for (_, task), mine in tasks.items():
+            task_info = reference_run(mine).dataset_info
+            columns[f"{name} ({task})"] = _dataset_summary(name, task_info, mine)
+            infos.append((f"{name} ({task})", task_info))
+    table = pd.DataFrame(columns)
+    notes = list(dict.fromkeys(f"{name}: {note}" for name, info in infos for note in (info or {}).get("notes") or []))
     return {"table": cells(table.fillna("-").rename_axis("").reset_index()), "notes": notes}
 
 

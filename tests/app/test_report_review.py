@@ -154,6 +154,9 @@ def test_tasks_have_their_own_sections_and_a_side_by_side_table(built):
     assert [set(rows(paired)) for paired in sections(built.html, "paired")[1:]] == [{"noisy"}, set()]
     assert "No Keras model among these runs" in sections(built.html, "sanity")[1]
     assert "macro AUC" in built.html and "sensitivity PNEUMONIA" in built.html  # the three-class table
+    datasets = built.html.split("<h2>Datasets</h2>")[1].split("</table>")[0]
+    assert all(f"<th>toy ({task})</th>" in datasets for task in TASK_CLASSES)  # a column per task
+    assert rows(datasets)["classes"] == [", ".join(classes) for classes in TASK_CLASSES.values()]
 
 
 def test_changed_or_missing_images_and_hybrid_only_outputs_are_said_not_fatal(built, tmp_path, monkeypatch):
