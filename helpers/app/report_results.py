@@ -39,7 +39,9 @@ TEXT = {
               "random. Maps that look alike (a rank correlation near 1) show the image, not what the model "
               "learned, and explain nothing.",
     "multiclass": "Three classes on test (from metrics.json): accuracy, macro one-vs-rest AUC, and per class the "
-                  "sensitivity (share of the class found) and PPV (share of the calls of that class that are right).",
+                  "sensitivity (share of the class found) and PPV (share of the calls of that class that are right); "
+                  "below, the confusion matrix of the model of best validation AUC (each image called its most "
+                  "probable class).",
 }
 
 
@@ -96,6 +98,7 @@ def _task_entry(name: str, task: str, runs: list, frame: pd.DataFrame, *, files:
         "calibration": _calibration_table(runs),
         "reliability": _reliability_figure(runs, label, key, files),
         "multiclass": _multiclass_table(runs),
+        "confusion": _confusion_table(same_test_set(runs)),
         "sanity": sanity_section(same_test_set(runs), label=label, key=key, files=files, seed=seed),
         "problem": None,
     }
@@ -196,6 +199,17 @@ def _multiclass_table(runs: list) -> dict | None:
             row |= {f"{what} {c}": number((record.get(what) or {}).get(c)) for c in run.classes}
         rows.append(row)
     return cells(pd.DataFrame(rows)) if rows else None
+
+
+def _confusion_table(runs: list) -> dict | None:
+    """The test confusion matrix (rows true, columns predicted) of the best multi-class run by validation AUC."""
+    best = best_by_val_auc([run for run in runs if run.multiclass])
+    matrix = (((best.metrics.get("multiclass") or {}).get("test") or {}).get("confusion")) if best else None
+    if not matrix or len(matrix) != len(best.classes):
+        return None
+    frame = pd.DataFrame(matrix, columns=[f"called {c}" for c in best.classes])
+    frame.insert(0, f"{best.model}: true class", list(best.classes))
+    return cells(frame)
 
 
 def _tasks_table(entries: list[dict]) -> dict:
