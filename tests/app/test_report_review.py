@@ -16,6 +16,7 @@ from helpers import data
 from helpers.app import report
 from helpers.images import read_image, resize
 from helpers.runs import save_run
+from tests.app.test_report import parse
 from tests.tiny_models import save_tiny_cnn, save_tiny_hybrid
 
 SIZE = 32
@@ -101,7 +102,7 @@ def built(module_course_dirs):
     save_run("noisy", dataset=three, predictions=predictions(three, matrix), weights="scratch")
     markdown, page = report.build_report(out, n_boot=50)
     return SimpleNamespace(html=page.read_text(encoding="utf-8"), md=markdown.read_text(encoding="utf-8"),
-                           out=out, data_dir=data_dir)
+                           page=page, out=out, data_dir=data_dir)
 
 
 def sections(html: str, kind: str) -> list[str]:
@@ -138,6 +139,7 @@ def test_the_sanity_figure_shows_the_keras_model_on_its_images(built):
     assert re.search(r'<img src="data:image/png;base64,', sanity) and "Grad-CAM of cnn" in sanity
     assert re.search(r"per image: (-?[\d.]+|n/a)(, (-?[\d.]+|n/a)){3}\.", sanity)  # 2 images of each class
     assert "](report_files/sanity_toy.png)" in built.md
+    assert parse(built.page).references == []  # well-formed and self-contained with the new sections
 
 
 def test_tasks_have_their_own_sections_and_a_side_by_side_table(built):
