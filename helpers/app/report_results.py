@@ -5,6 +5,7 @@ several tasks ran on one dataset, the tasks side by side. Runs of one task are c
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -171,16 +172,26 @@ def _calibration_table(runs: list) -> dict | None:
     return cells(pd.DataFrame(rows)) if rows else None
 
 
+def _stored_calibration(run):
+    """The run's stored temperature; None (warned: a note of the report) when there is none or it is unusable."""
+    try:
+        return run.calibration
+    except ValueError as error:
+        warnings.warn(f"{run.path}: its stored calibration is not used ({error})", stacklevel=2)
+        return None
+
+
 def _reliability_figure(runs: list, label: str, key: str, files: Path):
     """The reliability diagram on test before and after the stored temperature, of the best calibrated run."""
-    run = best_by_val_auc([run for run in same_test_set(runs) if run.calibration is not None])
+    stored = {run.name: calibration for run in same_test_set(runs) if (calibration := _stored_calibration(run))}
+    run = best_by_val_auc([run for run in runs if run.name in stored])
     if run is None:
         return None
-    test = run.split("test")
+    test, calibration = run.split("test"), stored[run.name]
     before = test["probability"].to_numpy(float)
-    fig = plot_reliability_before_after(test["y_true"], before, run.calibration.apply(before), synthetic=run.synthetic,
+    fig = plot_reliability_before_after(test["y_true"], before, calibration.apply(before), synthetic=run.synthetic,
                                         title=f"{run.model}: calibration on test,\nbefore and after T = "
-                                              f"{run.calibration.T:.2f} (fitted on val)")
+                                              f"{calibration.T:.2f} (fitted on val)")
     return figure(fig, f"reliability_{key}",
                   f"{label}: reliability of {run.model} (best validation AUC) before and after temperature scaling",
                   files)

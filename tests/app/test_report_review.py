@@ -3,6 +3,7 @@ against the best (paired), calibration before/after, the Grad-CAM sanity check, 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from types import SimpleNamespace
@@ -137,7 +138,7 @@ def test_calibration_before_after_and_its_reliability_diagram(built):
 def test_the_sanity_figure_shows_the_keras_model_on_its_images(built):
     sanity = sections(built.html, "sanity")[0]
     assert re.search(r'<img src="data:image/png;base64,', sanity) and "Grad-CAM of cnn" in sanity
-    assert re.search(r"per image: (-?[\d.]+|n/a)(, (-?[\d.]+|n/a)){3}\.", sanity)  # 2 images of each class
+    assert re.search(r"per image: (-?[\d.]+|n/a)(, (-?[\d.]+|n/a)){3} \(", sanity)  # 2 images of each class
     assert "](report_files/sanity_toy.png)" in built.md
     assert parse(built.page).references == []  # well-formed and self-contained with the new sections
 
@@ -182,3 +183,14 @@ def test_changed_or_missing_images_and_hybrid_only_outputs_are_said_not_fatal(bu
     assert "No Keras model among these runs" in sections(hybrid, "sanity")[0]
     assert "Only one model was scored" in sections(hybrid, "paired")[0]
     assert "is a 3-class model" in sections(three, "sanity")[0]
+
+
+def test_an_unusable_stored_calibration_is_a_note_not_a_crash(tmp_path):
+    from tests.app.test_report import write_run
+
+    folder = write_run(tmp_path, "covid-ct", "resnet50", synthetic=False, weights="imagenet")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "calibration": {"method": "platt", "T": 2.0}}))
+    _, page = report.build_report(tmp_path, n_boot=20)
+    text = page.read_text(encoding="utf-8")
+    assert "its stored calibration is not used" in text and "unknown calibration method" in text
