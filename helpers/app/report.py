@@ -1,8 +1,11 @@
 """The course report: ``outputs/report.md`` and a self-contained ``outputs/report.html``.
 
-It collects every run under the outputs folder (all datasets), the dataset summaries,
+It collects every run under the outputs folder (all datasets and tasks), the dataset summaries,
 external validation, notebook timings and the environment into one context, rendered by
 two Jinja2 templates (``templates/report.html.j2``, autoescaped, and ``templates/report.md.j2``).
+The results per dataset and task (comparison, paired differences against the best model,
+calibration, three classes, the tasks side by side) are :mod:`helpers.app.report_results`; the
+Grad-CAM sanity check is :mod:`helpers.app.report_sanity`.
 The HTML embeds its figures as base64 PNG and needs nothing else; the Markdown links PNG
 files in ``report_files/``.
 

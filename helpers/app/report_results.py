@@ -122,7 +122,7 @@ def same_test_set(runs: list) -> list:
 def paired_section(runs: list, *, n_boot: int, seed: int) -> dict:
     """``{"table", "text", "overlap", "left_out", "message"}``: :func:`compare_to_best` on :func:`same_test_set`."""
     same = same_test_set(runs)
-    left = [run.model for run in runs if run not in same]
+    left = [run.model for run in runs if all(run is not kept for kept in same)]
     shown = {"table": None, "text": None, "overlap": TEXT["overlap"], "message": None,
              "left_out": TEXT["left_out"].format(runs=", ".join(left)) if left else None}
     if len(same) < 2:
