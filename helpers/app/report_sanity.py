@@ -86,7 +86,8 @@ def scored_images(model, rows: pd.DataFrame) -> tuple[np.ndarray | None, str | N
                       "(prepare the dataset again to see them)")
     for root in roots:
         try:
-            images = np.stack([resize(read_image(root / p), size) for p in rows["path"]])
+            images = np.stack([resize(read_image(root / p, reduce_to=size), size)  # as load_images reads them
+                               for p in rows["path"]])
         except ImageError:
             continue
         predicted = np.asarray(model.predict(np.repeat(images[..., None], 3, axis=3).astype(np.float32), verbose=0))

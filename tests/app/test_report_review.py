@@ -76,7 +76,7 @@ def predictions(dataset, probability) -> pd.DataFrame:
 
 def model_scores(model, dataset, data_dir) -> np.ndarray:
     rows = dataset.manifest[dataset.manifest["split"] != "train"]
-    images = np.stack([resize(read_image(data_dir / "toy" / "v1" / p), SIZE) for p in rows["path"]])
+    images = np.stack([resize(read_image(data_dir / "toy" / "v1" / p, reduce_to=SIZE), SIZE) for p in rows["path"]])
     return model.predict(np.repeat(images[..., None], 3, axis=3).astype(np.float32), verbose=0)[:, 0]
 
 
