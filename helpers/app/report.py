@@ -49,7 +49,7 @@ HOW_TO_READ = [
     "The decision threshold was chosen on the validation split; the test split was never used for a choice.",
     f"The `{BASELINE}` always predicts the most frequent training class. A model that does not clearly "
     "beat it on AUC and on sensitivity and specificity together has learned nothing useful.",
-    "Test set: `same` when a model was scored on the same test images as the other models of its dataset; "
+    "Test set: `same` when a model was scored on the same test images as the other models of its dataset and task; "
     "`DIFFERENT` rows cannot be compared with the rest; `unknown` for runs saved without a fingerprint.",
 ]
 
