@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import math
 import os
 import warnings
 from pathlib import Path
@@ -156,7 +157,7 @@ def task_html(metrics: dict, task: str, classes: tuple[str, ...]) -> str:
     test = ((metrics.get("multiclass") or {}).get("test")) or {}
     scores = "".join(f", test {name} {test[key]:.3f}" for key, name in (("macro_auc", "macro one-vs-rest AUC"),
                                                                       ("accuracy", "accuracy"))
-                     if isinstance(test.get(key), int | float))
+                     if isinstance(test.get(key), int | float) and math.isfinite(test[key]))
     return f", task <b>{html.escape(task)}</b> (classes {html.escape(', '.join(classes))}){scores}"
 
 

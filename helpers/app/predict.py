@@ -105,8 +105,8 @@ class ModelInfo:
 
     @property
     def task(self) -> str:
-        """The run's task (``metrics.json``), else the one whose classes these are."""
-        return str(self.metrics.get("task") or next(t.name for t in TASKS.values() if t.classes == self.classes))
+        """The task whose classes these are (:mod:`helpers.data.tasks`)."""
+        return next((t.name for t in TASKS.values() if t.classes == self.classes), " / ".join(self.classes))
 
     @property
     def multiclass(self) -> bool:
@@ -186,10 +186,11 @@ def _load(kind: str, folder: Path | None, files: tuple[Path, ...], stamp: tuple)
     else:
         threshold, synthetic = DEFAULT_THRESHOLD, _copy_of_run(files[0])
         note = "no metrics.json next to the model: the default 0.5, not a threshold chosen on validation data"
-    classes = _classes(metrics, None if kind == "hybrid" else int(model.output_shape[-1]), folder or files[0])
+    classes = _classes(run.classes if run else None, None if kind == "hybrid" else int(model.output_shape[-1]),
+                       folder or files[0])
     explained = None if kind == "hybrid" else covid_score_model(model) if len(classes) > 2 else model
     return ModelInfo(
-        model=model, path=folder or files[0], name=folder.name if folder else str(getattr(model, "name", "model")),
+        model=model, path=folder or files[0], name=run.name if run else str(getattr(model, "name", "model")),
         dataset=str(metrics.get("dataset", "unknown")), threshold=float(threshold), img_size=size,
         gradcam_layer=metrics.get("gradcam_layer") or layer, synthetic=synthetic,
         modality=str(metrics.get("modality") or "xray"), threshold_note=note, kind=kind, metrics=metrics,
@@ -197,13 +198,10 @@ def _load(kind: str, folder: Path | None, files: tuple[Path, ...], stamp: tuple)
     )
 
 
-def _classes(metrics: dict, outputs: int | None, where: Path) -> tuple[str, ...]:
-    """The run's classes (``metrics.json``); without them, those of the task a Keras model's ``outputs`` answer."""
-    stored = metrics.get("classes")
-    if stored:
-        classes = tuple(str(c) for c in stored)
-    else:
-        classes = next((t.classes for t in TASKS.values() if len(t.classes) == outputs), LABELS)
+def _classes(stored: tuple[str, ...] | None, outputs: int | None, where: Path) -> tuple[str, ...]:
+    """The run's classes (:attr:`helpers.runs.Run.classes`); a bare ``.keras`` file: those of the task its
+    ``outputs`` answer (3 units: three-class, 1: the default task)."""
+    classes = stored or next((t.classes for t in TASKS.values() if len(t.classes) == outputs), LABELS)
     if outputs is not None and outputs != (1 if len(classes) == 2 else len(classes)):
         raise ModelError(f"{where}: the model has {outputs} output unit(s) but its run has the classes "
                          f"{list(classes)} (1 sigmoid unit for two classes, one softmax unit per class otherwise); "

@@ -165,7 +165,9 @@ def test_demo_card_shows_three_probabilities_and_switching_models_predicts_again
     labels = [label for label, _ in app.picker.options]
     assert "synthetic / cnn-three-class (NORMAL / PNEUMONIA / COVID) (SYNTHETIC)" in labels
     assert "synthetic / cnn (SYNTHETIC)" in labels
-    assert "task <b>three-class</b>" in app.model_note.value and "macro one-vs-rest AUC 0.750" in app.model_note.value
+    test = json.loads((three_class_run / "metrics.json").read_text())["multiclass"]["test"]
+    assert "task <b>three-class</b>" in app.model_note.value
+    assert f"test accuracy {test['accuracy']:.3f}" in app.model_note.value
     app.on_upload({"new": ({"name": "chest.jpg", "content": memoryview(xrays[-1].read_bytes())},)})
     [card] = [child.value for child in app.results.children]
     assert card.count("<tr class='demo-class") == 3 and card.count("demo-most-probable") == 1
