@@ -110,26 +110,29 @@ def best_model(folders: list[Path]) -> Path | None:
     return max(folders, key=score) if folders else None
 
 
-def choose_model(dataset: str | None = None, model: str | None = None, *,
+def choose_model(dataset: str | None = None, model: str | None = None, *, task: str = DEFAULT_TASK,
                  output_dir: str | Path | None = None) -> Path | None:
-    """The model to preselect: ``$COURSE_DEMO_MODEL``, else ``outputs/<dataset>/<model>/``, else :func:`best_model`."""
+    """The model to preselect: ``$COURSE_DEMO_MODEL``, else ``outputs/<dataset>/<run_name(model, task)>/``,
+    else :func:`best_model`."""
     root = Path(output_dir) if output_dir else paths.output_dir()
     wanted = [Path(os.environ[MODEL_VARIABLE])] if os.environ.get(MODEL_VARIABLE) else []
-    wanted += [root / dataset / model] if dataset and model else []
+    wanted += [root / dataset / runs.run_name(model, task)] if dataset and model else []
     for folder in wanted:
         if folder.resolve() in [f.resolve() for f in run_folders(folder.parent.parent)]:
             return folder.resolve()
     return best_model(run_folders(root))
 
 
-def quick_model(dataset: str, *, smoke: bool = True, strict: bool = False, name: str = "cnn-quick") -> Path:
-    """Train a small CNN into ``outputs/demo/<dataset>/<name>/``: the course's own data and runs stay untouched."""
+def quick_model(dataset: str, *, smoke: bool = True, strict: bool = False, name: str = "cnn-quick",
+                task: str = DEFAULT_TASK) -> Path:
+    """Train a small CNN for ``task`` into ``outputs/demo/<dataset>/<run_name(name, task)>/``: the course's own
+    data and runs stay untouched."""
     from helpers.data import course_dataset
     from helpers.images import load_images
 
     folder = paths.output_dir() / QUICK_FOLDER
     with _output_dir(folder):  # the dataset's record goes beside the quick model, not over the course's
-        data = course_dataset(dataset, smoke=smoke, strict=strict)
+        data = course_dataset(dataset, smoke=smoke, strict=strict, task=task)
         print(f"No trained model yet: a quick 64px CNN on {data.name} for the demo, in {folder} (its predictions "
               "are close to guesses) ...")
         run = runs.quick_cnn(data, load_images(data, 64, progress=False), output_dir=folder, name=name, epochs=8,

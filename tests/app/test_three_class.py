@@ -181,3 +181,19 @@ def test_demo_card_shows_three_probabilities_and_switching_models_predicts_again
     app.picker.value = str(three_class_run)
     [again] = [child.value for child in app.results.children]
     assert again.count("<tr class='demo-class") == 3 and "Round 3" in app.status.value
+    assert demo.choose_model("synthetic", "cnn", task="three-class") == three_class_run.resolve()
+    assert demo.choose_model("synthetic", "cnn") == (three_class_run.parent / "cnn").resolve()
+
+
+def test_a_quick_model_for_a_task_is_trained_for_that_task(course_dirs, monkeypatch):
+    seen = {}
+
+    def fake_quick_cnn(dataset, images, *, output_dir, name, **kwargs):
+        return SimpleNamespace(path=output_dir / dataset.name / f"{name}-{dataset.task}")
+
+    monkeypatch.setattr("helpers.data.course_dataset",
+                        lambda name, **kwargs: seen.update(kwargs) or SimpleNamespace(name=name, task=kwargs["task"]))
+    monkeypatch.setattr("helpers.images.load_images", lambda *a, **k: None)
+    monkeypatch.setattr("helpers.runs.quick_cnn", fake_quick_cnn)
+    assert demo.quick_model("synthetic", task="three-class").name == "cnn-quick-three-class"
+    assert seen["task"] == "three-class"
