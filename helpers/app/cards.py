@@ -36,6 +36,7 @@ EXPLANATIONS = {
 }
 COVID_EXPLAINED = ("For this three-class model the map explains COVID, that is the log-odds of COVID against "
                    "NORMAL and PNEUMONIA (the number the COVID call thresholds), not the most probable class.")
+COVID_CALL = "The COVID call: the probability of COVID against its threshold (COVID against the other classes)"
 MULTICLASS_THRESHOLD = " (COVID against the other classes); below it, the most probable of the others"
 CLASS_SCORES = ("What these numbers are: the scores of a teaching model, its softmax over the {n} classes it was "
                 "trained on. They sum to 1, so an image of anything else still gets {n} numbers that sum to 1. "
@@ -58,7 +59,7 @@ def result_card(prediction: Prediction, info: ModelInfo) -> str:
     scores = CLASS_SCORES.format(n=len(p.classes)) if p.probabilities else CALIBRATION[p.calibrated]
     explained = f" {COVID_EXPLAINED}" if p.probabilities and p.explanation == "Grad-CAM" else ""
     details = [
-        class_table(p.probabilities) if p.probabilities else "",
+        class_table(p.probabilities) + f"<div style='color:#555;margin-top:8px'>{COVID_CALL}</div>" if p.probabilities else "",
         probability_bar(p.probability, p.threshold, colour=COLOURS["COVID"] if p.probabilities else colour, low=low),
         f"<p>Threshold {readable(p.probability, p.threshold)[1]}: {threshold_meaning(info)}.</p>",
         f"<p class='demo-scores' style='color:#555'>{scores}</p>",
