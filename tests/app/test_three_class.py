@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from tiny_models import save_tiny_cnn
+from tiny_models import save_tiny_cnn, save_tiny_hybrid
 
 from helpers.app import cards, demo
 from helpers.app.calls import decide, describe_classes
@@ -22,6 +23,28 @@ from helpers.models.train import predict as train_predict
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("NORMAL", "PNEUMONIA", "COVID")
+
+
+@pytest.fixture(scope="module")
+def three_class_run(module_course_dirs) -> Path:
+    """A tiny CNN with a 3-unit softmax, trained 2 epochs on the SMOKE synthetic three-class set, saved by
+    ``evaluate_and_save`` as notebook 02 does: ``<outputs>/synthetic/cnn-three-class``."""
+    from helpers.data import course_dataset
+    from helpers.images import load_images
+    from helpers.models import build_cnn
+    from helpers.models.train import evaluate_and_save, fit
+
+    dataset = course_dataset("synthetic", task="three-class", smoke=True, n_patients=60, size=64)
+    images = load_images(dataset, 32, progress=False)
+    model = build_cnn(32, filters=(8, 16), classes=3)
+    history = fit(model, images, epochs=2, batch_size=16, learning_rate=3e-3, classes=dataset.classes, verbose=0)
+    evaluate_and_save(model, images, dataset, name="cnn", history=history)
+    return Path(os.environ["COURSE_OUTPUT_DIR"]) / dataset.name / "cnn-three-class"
+
+
+@pytest.fixture(scope="module")
+def three_class_hybrids(module_course_dirs) -> dict[str, Path]:
+    return {kind: save_tiny_hybrid(classifier=kind, task="three-class") for kind in ("xgboost", "logistic")}
 
 
 @pytest.fixture(scope="module")
