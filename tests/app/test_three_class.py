@@ -220,3 +220,19 @@ def test_a_quick_model_for_a_task_is_trained_for_that_task(course_dirs, monkeypa
     monkeypatch.setattr("helpers.runs.quick_cnn", fake_quick_cnn)
     assert demo.quick_model("synthetic", task="three-class").name == "cnn-quick-three-class"
     assert seen["task"] == "three-class"
+
+
+def test_a_covid_vs_pneumonia_model_calls_pneumonia_below_its_threshold(module_course_dirs, xrays, capsys):
+    """Binary, but not NORMAL: the other class is PNEUMONIA in the JSON line, the card and the picker."""
+    folder = save_tiny_cnn(task="covid-vs-pneumonia")
+    info = load_model(folder)
+    assert info.classes == ("PNEUMONIA", "COVID") and not info.multiclass
+    assert info.label == "synthetic / cnn-covid-vs-pneumonia (PNEUMONIA / COVID) (SYNTHETIC data)"
+    assert main(["--model", str(folder), *map(str, xrays)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(line["label"] == ("COVID" if line["probability"] >= line["threshold"] else "PNEUMONIA")
+               for line in lines)
+    assert all("probabilities" not in line for line in lines)  # the binary fields only
+    card = cards.result_card(predict_image(info, xrays[0], with_gradcam=False), info)
+    assert "0 (PNEUMONIA)" in card and "<tr class='demo-class" not in card
+    assert demo.folder_label(folder) == "synthetic / cnn-covid-vs-pneumonia (PNEUMONIA / COVID) (SYNTHETIC)"
