@@ -12,11 +12,12 @@ notebook 03) or a VGG16-features hybrid of notebook 04 (``features.json`` and
 ``model.ubj`` for XGBoost or ``model.joblib`` for logistic regression: features
 from the stored VGG16 settings, then the stored classifier), read through
 :mod:`helpers.runs`, the one owner of run folders. ``metrics.json``
-gives the threshold chosen on validation data, whether the data were synthetic
-and the modality, the task and its classes (``task``, ``classes``; a run saved
-before tasks is ``covid-vs-normal``, NORMAL and COVID). A bare ``.keras`` file works too: its threshold is then 0.5,
-and whether it came from synthetic data is known only when it is a copy of a
-run folder's model (the note says which). Models are cached by path and
+gives the threshold chosen on validation data, whether the data were synthetic,
+the modality, the task and its classes (``task``, ``classes``; a run saved
+before tasks is ``covid-vs-normal``, NORMAL and COVID). A bare ``.keras`` file
+works too: its threshold is then 0.5, its classes those of its output units (1:
+NORMAL, COVID; 3: NORMAL, PNEUMONIA, COVID), and whether it came from synthetic
+data is known only when it is a copy of a run folder's model (the note says which). Models are cached by path and
 modification time, so the demo never reloads one per upload and a retrained
 model is picked up.
 
