@@ -93,12 +93,15 @@ def scored_images(model, rows: pd.DataFrame) -> tuple[np.ndarray | None, str | N
         predicted = np.asarray(model.predict(np.repeat(images[..., None], 3, axis=3).astype(np.float32), verbose=0))
         if np.abs(predicted[:, -1] - wanted).max() <= AGREEMENT:
             return images, None
-    return None, (f"the files found under {', '.join(map(str, roots))} do not give the predictions the run stored "
-                  "(the images changed since it was scored)")
+    return None, (f"the files found under {', '.join(map(str, roots[:3]))} do not give the predictions the run "
+                  "stored (the images changed since it was scored)")
 
 
 def candidate_roots(relative: list[Path]) -> list[Path]:
-    """Folders (the data folder and those below it, :data:`SEARCH_DEPTH` levels deep) holding every file."""
+    """Folders (the data folder and those below it, :data:`SEARCH_DEPTH` levels deep) holding every file;
+    for absolute paths, the file system's root when every file is there."""
+    if all(p.is_absolute() for p in relative):
+        return [Path(relative[0].anchor)] if all(p.is_file() for p in relative) else []
     level, found = [paths.data_dir()], []
     for _ in range(SEARCH_DEPTH + 1):
         found += [root for root in level if all((root / p).is_file() for p in relative)]

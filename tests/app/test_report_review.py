@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -195,3 +196,18 @@ def test_an_unusable_stored_calibration_is_a_note_not_a_crash(tmp_path):
     _, page = report.build_report(tmp_path, n_boot=20)
     text = page.read_text(encoding="utf-8")
     assert "its stored calibration is not used" in text and "unknown calibration method" in text
+
+
+def test_the_images_folder_is_looked_for_under_the_data_folder(course_dirs, tmp_path):
+    from helpers.app.report_sanity import candidate_roots
+
+    data_dir, _ = course_dirs
+    roots = [data_dir / "synthetic" / "xray-a", data_dir / "synthetic" / "xray-b"]  # two generations, same names
+    for root in roots:
+        (root / "COVID").mkdir(parents=True)
+        (root / "COVID" / "p1.png").write_bytes(b"x")
+    assert candidate_roots([Path("COVID/p1.png")]) == roots  # both: the stored predictions decide
+    assert candidate_roots([Path("COVID/p2.png")]) == []
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(b"x")
+    assert candidate_roots([outside]) == [Path("/")] and candidate_roots([tmp_path / "gone.png"]) == []
