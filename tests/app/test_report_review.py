@@ -21,6 +21,8 @@ from helpers.runs import save_run
 from tests.app.test_report import parse
 from tests.tiny_models import save_tiny_cnn, save_tiny_hybrid
 
+pytestmark = pytest.mark.tensorflow  # real Keras models in most tests
+
 SIZE = 32
 SPLITS = ["train"] * 8 + ["val"] * 8 + ["test"] * 8
 
