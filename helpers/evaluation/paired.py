@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.evaluation import binary_metrics, to_binary
-from helpers.evaluation.bootstrap import _percentile_interval, _replicates
+from helpers.evaluation.bootstrap import percentile_interval, replicates
 
 PAIRED_METRICS = ("auc", "sensitivity", "specificity")
 COLUMNS = ("path", "patient_id", "y_true", "probability")
@@ -79,14 +79,14 @@ def paired_difference(
     a, b = _model(both, "a"), _model(both, "b")
     kept = list(PAIRED_METRICS)
     draws = {
-        side: _replicates(frame, threshold, kept, n_boot=n_boot, seed=seed, group=group)
+        side: replicates(frame, threshold, kept, n_boot=n_boot, seed=seed, group=group)
         for side, frame, threshold in (("a", a, threshold_a), ("b", b, threshold_b))
     }
     point_a = binary_metrics(a["y_true"], a["probability"], threshold_a)
     point_b = binary_metrics(b["y_true"], b["probability"], threshold_b)
     rows = []
     for name in kept:
-        low, high = _percentile_interval(draws["a"][name] - draws["b"][name], alpha)
+        low, high = percentile_interval(draws["a"][name] - draws["b"][name], alpha)
         value_a, value_b = (np.nan if p[name] is None else p[name] for p in (point_a, point_b))
         rows.append({"metric": name, "a": value_a, "b": value_b, "difference": value_a - value_b,
                      "low": low, "high": high})
@@ -178,8 +178,8 @@ def patient_vs_image_interval(
     """
     rows = {}
     for unit, group in (("patients", "patient_id"), ("images", None)):
-        values = _replicates(predictions, threshold, [metric], n_boot=n_boot, seed=seed, group=group)[metric]
-        low, high = _percentile_interval(values, alpha)
+        values = replicates(predictions, threshold, [metric], n_boot=n_boot, seed=seed, group=group)[metric]
+        low, high = percentile_interval(values, alpha)
         rows[unit] = {"low": low, "high": high, "width": high - low}
     table = pd.DataFrame.from_dict(rows, orient="index")
     n_images, n_patients = len(predictions), int(predictions["patient_id"].nunique())

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from helpers.constants import NEGATIVE, POSITIVE
-from helpers.explain.gradcam import _model_input, _upsample, weighted_activation
+from helpers.explain.gradcam import model_input, upsample, weighted_activation
 from helpers.models import gradcam_layer, input_size
 
 TARGETS = ("predicted", "covid", "normal")
@@ -53,7 +53,7 @@ def gradcam_batch(
     """
     images = np.asarray(images)
     height, width = images.shape[1:3]
-    cams, logit = raw_class_activation(model, _model_input(images, input_size(model)), layer or gradcam_layer(model),
+    cams, logit = raw_class_activation(model, model_input(images, input_size(model)), layer or gradcam_layer(model),
                                        target=target, threshold=threshold)
     peaks = cams.max(axis=(1, 2))
     scale = float(peaks.max()) if scale is None else float(scale)
@@ -61,7 +61,7 @@ def gradcam_batch(
     probability = 1 / (1 + np.exp(-logit))
     covid = _covid_target(target, probability, threshold)
     return GradcamBatch(
-        maps=np.stack([_upsample(np.minimum(m, 1.0), height, width) for m in shared]),
+        maps=np.stack([upsample(np.minimum(m, 1.0), height, width) for m in shared]),
         peaks=peaks, scale=scale, classes=[POSITIVE if c else NEGATIVE for c in covid], probability=probability,
     )
 
