@@ -24,6 +24,7 @@ from helpers import paths
 from helpers.data import SourceUnavailable, base_name, get_source, marker_variant
 from helpers.data.dataset import Dataset, course_dataset
 from helpers.data.download import DownloadError
+from helpers.evaluation import format_interval
 from helpers.explain.overlap import Overlap, external_overlap, external_scores
 from helpers.images import ImageSet, load_images
 from helpers.runs import Run, read_metrics, save_external
@@ -170,7 +171,8 @@ def external_validation(
 
 
 def external_summary(records: list[dict]) -> pd.DataFrame:
-    """Internal test AUC next to the external AUC for each record, and the drop between them."""
+    """Internal test AUC next to the external AUC for each record, the drop between them, and the external
+    sensitivity and specificity with their 95% intervals (``undefined`` where the external set lacks a class)."""
     rows = []
     for record in records:
         internal = (_stored_metrics(record["trained_on"], record["model"]).get("test") or {}).get("auc")
@@ -180,9 +182,17 @@ def external_summary(records: list[dict]) -> pd.DataFrame:
             "evaluated on": f"{record['evaluated_on']} ({record['images']})",
             "internal test AUC": internal, "external AUC": external,
             "AUC drop": internal - external if internal is not None and external is not None else np.nan,
-            "sensitivity": record["sensitivity"], "specificity": record["specificity"], "n": record["n"],
+            **{f"{metric} (95% CI)": _with_interval(record, metric) for metric in ("sensitivity", "specificity")},
+            "n": record["n"], "near-duplicates dropped": record.get("near_duplicates_dropped"),
         })
     return pd.DataFrame(rows)
+
+
+def _with_interval(record: dict, metric: str) -> str:
+    if record.get(metric) is None:
+        return "undefined"
+    low, high = (record.get(f"{metric}{end}") for end in ("_low", "_high"))
+    return format_interval(record[metric], np.nan if low is None else low, np.nan if high is None else high)
 
 
 def validate_runs_externally(

@@ -132,7 +132,7 @@ def test_outcome_examples_and_their_gradcam(course_dirs):
     dataset = course_dataset("synthetic", smoke=True, n_patients=24, size=64, verbose=False)
     evaluate_and_save(tiny_cnn(), load_images(dataset, 32, progress=False), dataset)
     run = read_run(course_dirs[1] / "synthetic" / "cnn")
-    assert examples.gradcam_runs([run]) == [run]
+    assert examples.gradcam_run([run]) is run
 
     test = run.split("test")
     called, covid = test["probability"] >= run.threshold, test["y_true"] == 1

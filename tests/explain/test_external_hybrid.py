@@ -79,6 +79,10 @@ def test_every_kind_of_run_is_scored_after_the_overlap_is_dropped(trained, modul
         assert record["auc"] is None and record["specificity"] is None and record["specificity_low"] is None
         assert "AUC and specificity are undefined" in record["note"]
         assert record["sensitivity_low"] <= record["sensitivity"] <= record["sensitivity_high"]
+    summary = external.external_summary(list(records.values())).set_index("model")
+    assert (summary["specificity (95% CI)"] == "undefined").all() and summary["external AUC"].isna().all()
+    assert summary.loc["vgg16-xgboost", "sensitivity (95% CI)"].startswith(f"{records['vgg16-xgboost']['sensitivity']:.2f}")
+    assert (summary["near-duplicates dropped"] == 1).all()
     written = {r["file"] for r in read_external(module_course_dirs[1])}
     assert written == {f"seen/external/{name}-on-second.json" for name in records}
 
