@@ -172,9 +172,11 @@ def patient_vs_image_interval(
 ) -> pd.DataFrame:
     """The same metric's interval drawing patients and drawing images: rows ``patients``, ``images``.
 
-    Columns ``low, high, width``; ``attrs["note"]`` explains the result. When every patient has
-    one image the two resamplings are the same and so are the intervals; with several images per
-    patient drawing images treats correlated images as independent and gives too narrow an interval.
+    Columns ``low, high, width``; ``attrs["note"]`` explains the result and ``attrs["coincide"]`` says
+    whether the two intervals are the same. When every patient has one image the two resamplings are
+    the same and so are the intervals; a perfect score (every resample the same value) leaves nothing
+    to vary either. With several images per patient drawing images treats correlated images as
+    independent and gives too narrow an interval.
     """
     rows = {}
     for unit, group in (("patients", "patient_id"), ("images", None)):
@@ -186,8 +188,14 @@ def patient_vs_image_interval(
     if n_images == n_patients:
         note = (f"patients = images ({n_images}): every patient has one image, so drawing patients is drawing "
                 "images and the two intervals coincide; the difference shows only with several images per patient")
+    elif (table["width"] == 0).all() and table["low"].nunique() == 1:
+        note = (f"{n_images} images of {n_patients} patients, but every resample gives {metric} = "
+                f"{table['low'].iloc[0]:.3f}: a perfect score leaves nothing to vary, so the two intervals coincide; "
+                "the difference shows only on a score below perfect")
     else:
         note = (f"{n_images} images of {n_patients} patients: images of one patient are not independent evidence, "
                 "so the interval drawing images is usually too narrow; report the one drawing patients")
-    table.attrs.update(metric=metric, note=note, n_images=n_images, n_patients=n_patients, n_boot=n_boot)
+    coincide = bool(np.allclose(table.loc["patients"], table.loc["images"], equal_nan=True))
+    table.attrs.update(metric=metric, note=note, coincide=coincide, n_images=n_images, n_patients=n_patients,
+                       n_boot=n_boot)
     return table
