@@ -23,10 +23,10 @@ def gradcam_run(runs: list[Run], choice: str = "best") -> Run:
         raise ValueError("no run with a saved Keras model for Grad-CAM (hybrids have none): run notebook 02 or 03")
     if choice == "best":
         return max(saved, key=lambda run: _val_auc(run))
-    named = [run for run in saved if choice in (run.model, run.path.name)]
+    named = [run for run in saved if choice in (run.model, run.name)]
     if not named:
         raise ValueError(f"GRADCAM_MODEL = {choice!r}: no saved Keras model of that name; choose 'best' or one of "
-                         f"{sorted(run.path.name for run in saved)}")
+                         f"{sorted(run.name for run in saved)}")
     return named[0]
 
 

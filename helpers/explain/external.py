@@ -139,8 +139,10 @@ def external_validation(
     (``None`` where one class is missing, and ``note`` says why), ``near_duplicates_dropped``, and writes
     it to ``outputs/<trained_on>/external/<model>-on-<external>.json`` when ``write``.
     """
-    loaded, metrics = (load_run_model(model), model.metrics) if isinstance(model, Run) else (model, {})
-    name = name or metrics.get("model") or getattr(loaded, "name", None)
+    if isinstance(model, Run):
+        loaded, metrics, name = load_run_model(model), model.metrics, name or model.name  # the folder: cnn-three-class
+    else:
+        loaded, metrics, name = model, {}, name or getattr(model, "name", None)
     trained_on = getattr(trained_on, "name", trained_on) or metrics.get("dataset")
     if name is None or trained_on is None:
         raise ValueError("say which model this is and which dataset it was trained on: name='...', trained_on='...'")
@@ -212,6 +214,6 @@ def validate_runs_externally(
             continue
         model = load_run_model(run)
         image_set = load_images(external, model_size(model), progress=False)
-        records.append(external_validation(model, external, image_set, trained_on=run.dataset, name=run.path.name,
+        records.append(external_validation(model, external, image_set, trained_on=run.dataset, name=run.name,
                                            split=split, threshold=run.threshold, n_boot=n_boot, overlap=overlap))
     return records

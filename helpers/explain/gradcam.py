@@ -15,10 +15,11 @@ The API, shared by the evaluation notebook, the CLI and the upload demo:
 - the figure, ``helpers.plots.plot_gradcam_grid``;
 - the pieces :mod:`helpers.explain.sanity` shares: :func:`model_input`, :func:`weighted_activation`, :func:`upsample`.
 
-The gradient is taken of the *logit* (the input of the final sigmoid), not of
-the probability: the sigmoid is flat near 0 and 1, where the gradient of the
-probability vanishes (and underflows in float16 under mixed precision), which
-would blank the map of exactly the most confident predictions. Everything is
+The gradient is taken of the COVID *logit* (the input of the final sigmoid; for a
+three-class softmax, its COVID unit's score), not of the probability: the sigmoid
+is flat near 0 and 1, where the gradient of the probability vanishes (and
+underflows in float16 under mixed precision), which would blank the map of
+exactly the most confident predictions. Everything is
 computed in float32. TensorFlow is imported where the gradient is taken, so
 :func:`overlay` (and the figures) work without it.
 """
@@ -97,22 +98,26 @@ def _features_model(model: keras.Model, layer: str):
         names = ", ".join(item.name for item in model.layers[-8:])
         raise ValueError(f"model {model.name!r} has no layer {layer!r} for Grad-CAM (last layers: {names})") from None
     head = model.layers[-1]
-    sigmoid_dense = (isinstance(head, keras.layers.Dense) and head.activation is keras.activations.sigmoid
-                     and head.units == 1)
-    if sigmoid_dense:
+    dense = isinstance(head, keras.layers.Dense) and (
+        (head.activation is keras.activations.sigmoid and head.units == 1)
+        or (head.activation is keras.activations.softmax and head.units > 1))
+    if dense:
         return keras.Model(model.input, [target, head.input]), head
     return keras.Model(model.input, [target, model.output]), None
 
 
 def _logit(last, head):
-    """The COVID logit, float32: applied by hand from the final Dense layer, or the model's output otherwise."""
+    """The COVID logit, float32: applied by hand from the final Dense layer, or the model's output otherwise.
+
+    COVID is the last unit: the one sigmoid, or a softmax's last class (its score before the softmax).
+    """
     import tensorflow as tf
 
     last = tf.cast(last, tf.float32)
     if head is None:
-        return last[:, 0]
+        return last[:, -1]
     kernel, bias = (tf.cast(w, tf.float32) for w in (head.kernel, head.bias))
-    return (tf.matmul(last, kernel) + bias)[:, 0]
+    return (tf.matmul(last, kernel) + bias)[:, -1]
 
 
 def upsample(cam: np.ndarray, height: int, width: int) -> np.ndarray:

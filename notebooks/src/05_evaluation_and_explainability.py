@@ -291,7 +291,8 @@ evaluation.predictive_values(at_screening["sensitivity"], at_screening["specific
 #    convolution (`h x w x C`: `C` channels, each a map of where its pattern was found) and the
 #    input of the final sigmoid unit.
 # 2. Under a `tf.GradientTape`, compute the COVID **logit** from that input: the score *before*
-#    the sigmoid. (The sigmoid is flat near 0 and 1, so the gradient of the probability vanishes
+#    the sigmoid (a three-class model has a softmax instead: its COVID unit, the last, gives the
+#    score). (The sigmoid is flat near 0 and 1, so the gradient of the probability vanishes
 #    exactly for the most confident predictions.)
 # 3. The gradient of the logit with respect to the feature maps, averaged over the positions,
 #    gives **one weight per channel**: how much more COVID the model sees when that channel fires.
@@ -307,13 +308,13 @@ import tensorflow as tf
 
 def grad_cam(model, images, layer):
     """Grad-CAM maps (N x H x W, 0..1) of the COVID logit for N x H x W x 3 images at the model's input size."""
-    head = model.layers[-1]  # Dense(1, sigmoid): the probability of COVID
+    head = model.layers[-1]  # Dense: one sigmoid (the probability of COVID), or a softmax whose last unit is COVID
     grad_model = keras.Model(model.input, [model.get_layer(layer).output, head.input])
     with tf.GradientTape() as tape:
         conv, features = grad_model(images, training=False)
         tape.watch(conv)  # we want the gradient with respect to the feature maps
         kernel, bias = tf.cast(head.kernel, tf.float32), tf.cast(head.bias, tf.float32)
-        logit = tf.matmul(tf.cast(features, tf.float32), kernel) + bias  # the score before the sigmoid
+        logit = (tf.matmul(tf.cast(features, tf.float32), kernel) + bias)[:, -1]  # COVID's score before the sigmoid
     grads = tf.cast(tape.gradient(logit, conv), tf.float32)  # N x h x w x C
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
     cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1))  # N x h x w
@@ -350,13 +351,14 @@ def maps_of(run):
     model = run.keras_model()
     gray = chosen_images(model.input_shape[1])
     batch = np.repeat(gray[..., None], 3, axis=-1).astype("float32")  # grey on three channels, 0..255
-    return gray, grad_cam(model, batch, gradcam_layer(model)), model.predict(batch, verbose=0)[:, 0], run.threshold, model
+    covid = model.predict(batch, verbose=0)[:, -1]  # P(COVID): the sigmoid, or a softmax's last class
+    return gray, grad_cam(model, batch, gradcam_layer(model)), covid, run.threshold, model
 
 
 explained_cams = maps_of(explained)
 gray, maps, _, _, model = explained_cams
-print(f"Grad-CAM of {explained.model} (GRADCAM_MODEL = {GRADCAM_MODEL!r}) on {len(chosen)} test images")
-print(examples.grid_sentence(model, name=explained.model))
+print(f"Grad-CAM of {explained.name} (GRADCAM_MODEL = {GRADCAM_MODEL!r}) on {len(chosen)} test images")
+print(examples.grid_sentence(model, name=explained.name))
 print(f"largest difference from helpers.explain.gradcam: {np.abs(maps - reference_gradcam(model, gray)).max():.1e}")
 
 # %% [markdown]
@@ -368,11 +370,11 @@ print(f"largest difference from helpers.explain.gradcam: {np.abs(maps - referenc
 # the chosen model in the first column of maps; each model's grid is printed):
 
 # %%
-cams = {explained.model: explained_cams}
+cams = {explained.name: explained_cams}
 for run in runs:
     if run.kind == "keras" and run.path != explained.path:
-        cams[run.model] = maps_of(run)
-        print(examples.grid_sentence(cams[run.model][-1], name=run.model))
+        cams[run.name] = maps_of(run)
+        print(examples.grid_sentence(cams[run.name][-1], name=run.name))
 panels, heatmaps, titles = [], [], []
 for i, (_, row) in enumerate(chosen.iterrows()):
     panels.append(gray[i])
@@ -383,7 +385,7 @@ for i, (_, row) in enumerate(chosen.iterrows()):
         heatmaps.append(model_maps[i])
         titles.append(f"{name}: p(COVID) = {prob[i]:.2f}\ncall: {'COVID' if prob[i] >= threshold else 'NORMAL'}")
 plot_gradcam_grid(panels, heatmaps, titles, ncols=1 + len(cams), synthetic=dataset.synthetic, panel_size=2.4,
-                  title=f"{dataset.name}: Grad-CAM of the same test images, {explained.model} first");
+                  title=f"{dataset.name}: Grad-CAM of the same test images, {explained.name} first");
 
 # %% [markdown]
 # **What to read here.** Do the models look at the same places? Maps that agree across networks
@@ -415,7 +417,7 @@ check = sanity.sanity_check(explained.keras_model(), call_images, threshold=expl
 call_titles = [f"{outcome}: p(COVID) = {p:.2f}" for outcome, p in zip(calls["outcome"], calls["probability"])]
 review.plot_sanity_check(call_images, check, titles=call_titles, synthetic=explained.synthetic)
 plt.show()
-print(f"{explained.model}: rank correlation of the trained and the randomised maps, per call: "
+print(f"{explained.name}: rank correlation of the trained and the randomised maps, per call: "
       f"{np.round(check['similarity'], 2).tolist()}")
 
 # %% [markdown]

@@ -102,7 +102,7 @@ def test_a_hybrid_is_scored_exactly_as_the_demo_scores_it(trained):
         if run.kind == "hybrid":
             record = external.external_validation(run, second, image_set, n_boot=50, write=False,
                                                   overlap=external_overlap(second, seen))
-            assert record["model"] == run.model and record["threshold"] == demo.threshold
+            assert record["model"] == run.name and record["threshold"] == demo.threshold
             assert record["sensitivity"] == np.mean(demo.probabilities(images) >= demo.threshold)
 
 
