@@ -17,11 +17,11 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from helpers.constants import POSITIVE
 from helpers.evaluation.bootstrap import (
-    _group_codes,
-    _percentile_interval,
-    _replicate_auc,
+    group_codes,
     metrics_with_ci,
     patient_draws,
+    percentile_interval,
+    replicate_auc,
 )
 from helpers.evaluation.metrics import choose_threshold, ratio
 
@@ -83,7 +83,7 @@ def per_class_with_ci(
     """
     true, predicted, prob = _indices(predictions, classes)
     k = len(classes)
-    groups = _group_codes(predictions, group)
+    groups = group_codes(predictions, group)
     n_groups = groups.max() + 1
     cells = np.zeros((n_groups, k * k))
     np.add.at(cells, (groups, true * k + predicted), 1)  # each patient's confusion counts
@@ -95,11 +95,11 @@ def per_class_with_ci(
         row = {"class": label, "n": int((true == i).sum())}
         for name, point, values in (("sensitivity", point_sensitivity, sensitivity), ("ppv", point_ppv, ppv)):
             row[name] = float(point[i])
-            row[f"{name}_low"], row[f"{name}_high"] = _percentile_interval(values[:, i], alpha)
+            row[f"{name}_low"], row[f"{name}_high"] = percentile_interval(values[:, i], alpha)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("class")
-    auc = np.mean([_replicate_auc(draws, groups, (true == i).astype(int), prob[:, i]) for i in range(k)], axis=0)
-    table.attrs.update(macro_auc=(macro_auc(predictions, classes), *_percentile_interval(auc, alpha)),
+    auc = np.mean([replicate_auc(draws, groups, (true == i).astype(int), prob[:, i]) for i in range(k)], axis=0)
+    table.attrs.update(macro_auc=(macro_auc(predictions, classes), *percentile_interval(auc, alpha)),
                        n_boot=n_boot, alpha=alpha, group=group)
     return table
 

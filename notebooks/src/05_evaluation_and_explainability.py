@@ -32,7 +32,7 @@ N_BOOT = 1000  # bootstrap resamples for every confidence interval
 EPOCHS = 10  # for the quick CNNs this notebook trains itself
 IMG_SIZE = 128  # for those quick CNNs
 BATCH_SIZE = 32
-GRADCAM_MODELS = "all"  # Grad-CAM of the same test images for each of these models: "all", or e.g. ["cnn", "vgg16"]
+GRADCAM_MODEL = "best"  # the model Grad-CAM explains: "best" (best validation AUC with a Keras model) or e.g. "vgg16"
 
 # %%
 if SMOKE:
@@ -135,8 +135,23 @@ by_unit.round(3).rename_axis(f"{best.model}: AUC drawing")
 # The image-level interval is narrower whenever patients have several images: it is the
 # interval a paper would report if it ignored who the images belong to. When every patient has
 # one image, drawing patients *is* drawing images and the two intervals are the same (the note
-# above says which case this dataset is).
-#
+# above says which case this dataset is). A perfect score leaves nothing to vary either: every
+# resample gives the same AUC, and both intervals shrink to that one value. When the two intervals
+# coincide, the comparison is repeated where patients have several images each: on the test
+# split of the synthetic X-rays of section 10, scored by its quick CNN (trained here if it is not
+# there yet; section 10 then reuses it).
+
+# %%
+if by_unit.attrs["coincide"]:
+    several = shortcut.shortcut_dataset(smoke=SMOKE)  # synthetic X-rays, several images per patient
+    several_run = quick_cnn(several, images.load_images(several, IMG_SIZE), epochs=EPOCHS, batch_size=BATCH_SIZE)
+    several_units = paired.patient_vs_image_interval(several_run.split("test"), "auc", n_boot=N_BOOT)
+    print(f"{several.name}: {several_units.attrs['note']}")
+    display(several_units.round(3).rename_axis(f"{several.name} / {several_run.model}: AUC drawing"))
+else:
+    print(f"{dataset.name}: the two intervals above differ (the note above says why).")
+
+# %% [markdown]
 # **X-ray and CT side by side.** If the other modality has been run too (for example
 # `make run-all DATASET=covid-ct` after an X-ray run), its models are listed next to these, each
 # with its own baseline, so you can compare how hard the two tasks are.
@@ -276,7 +291,8 @@ evaluation.predictive_values(at_screening["sensitivity"], at_screening["specific
 #    convolution (`h x w x C`: `C` channels, each a map of where its pattern was found) and the
 #    input of the final sigmoid unit.
 # 2. Under a `tf.GradientTape`, compute the COVID **logit** from that input: the score *before*
-#    the sigmoid. (The sigmoid is flat near 0 and 1, so the gradient of the probability vanishes
+#    the sigmoid (a three-class model has a softmax instead: its COVID unit, the last, gives the
+#    score). (The sigmoid is flat near 0 and 1, so the gradient of the probability vanishes
 #    exactly for the most confident predictions.)
 # 3. The gradient of the logit with respect to the feature maps, averaged over the positions,
 #    gives **one weight per channel**: how much more COVID the model sees when that channel fires.
@@ -292,13 +308,13 @@ import tensorflow as tf
 
 def grad_cam(model, images, layer):
     """Grad-CAM maps (N x H x W, 0..1) of the COVID logit for N x H x W x 3 images at the model's input size."""
-    head = model.layers[-1]  # Dense(1, sigmoid): the probability of COVID
+    head = model.layers[-1]  # Dense: one sigmoid (the probability of COVID), or a softmax whose last unit is COVID
     grad_model = keras.Model(model.input, [model.get_layer(layer).output, head.input])
     with tf.GradientTape() as tape:
         conv, features = grad_model(images, training=False)
         tape.watch(conv)  # we want the gradient with respect to the feature maps
         kernel, bias = tf.cast(head.kernel, tf.float32), tf.cast(head.bias, tf.float32)
-        logit = tf.matmul(tf.cast(features, tf.float32), kernel) + bias  # the score before the sigmoid
+        logit = (tf.matmul(tf.cast(features, tf.float32), kernel) + bias)[:, -1]  # COVID's score before the sigmoid
     grads = tf.cast(tape.gradient(logit, conv), tf.float32)  # N x h x w x C
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
     cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1))  # N x h x w
@@ -306,78 +322,84 @@ def grad_cam(model, images, layer):
     return tf.image.resize(cam[..., None], images.shape[1:3])[..., 0].numpy()  # bilinear, to the image size
 
 # %% [markdown]
-# The models to look at (`GRADCAM_MODELS`; hybrids have no convolution of their own to take a
-# gradient through, so only saved Keras models qualify), and the same test images for all of
-# them: two COVID and two NORMAL images, from different patients. Each model gets them at its own
-# input size, and `gradcam_layer` names its last convolution (`last_conv` for the CNN, for
-# example `block5_conv3` for VGG16).
+# The model to explain is `GRADCAM_MODEL`: by default (`"best"`) the one with the best
+# **validation** AUC among the models with a saved Keras model (hybrids have no convolution of
+# their own to take a gradient through), or the one you name. It gets two COVID and two NORMAL
+# test images, from different patients, at its own input size; `gradcam_layer` names the layer
+# whose maps Grad-CAM weighs (`last_conv` for the CNN, for example `block5_conv3` for VGG16).
+# The second line printed says how coarse its map is, read from that layer's output shape.
 
 # %%
 from helpers.explain import gradcam as reference_gradcam
-from helpers.plots import plot_gradcam_grid
 from helpers.models import gradcam_layer
+from helpers.plots import plot_gradcam_grid
 
-keras_runs = [run for run in runs if (run.path / "model.keras").is_file()
-              and (GRADCAM_MODELS == "all" or run.model in GRADCAM_MODELS)]
-if not keras_runs:
-    raise ValueError(f"GRADCAM_MODELS = {GRADCAM_MODELS!r}: none of these has a saved Keras model; choose among "
-                     f"{[run.model for run in runs if (run.path / 'model.keras').is_file()]}")
-test_rows = keras_runs[0].split("test").drop_duplicates("patient_id")
+explained = examples.gradcam_run(runs, GRADCAM_MODEL)  # chosen on validation, never on test
+test_rows = explained.split("test").drop_duplicates("patient_id")
 chosen = pd.concat([test_rows[test_rows["y_true"] == 1].head(2), test_rows[test_rows["y_true"] == 0].head(2)])
-print(f"Grad-CAM for {[run.model for run in keras_runs]} on {len(chosen)} test images")
 
-cams = {}
-for run in keras_runs:
-    model = keras.models.load_model(run.path / "model.keras")
-    size = model.input_shape[1]
+
+def chosen_images(size):
+    """The chosen test images, grayscale, at ``size`` px."""
     image_set = images.load_images(dataset, size, progress=False)
     where = pd.Series(range(len(image_set)), index=image_set.manifest["path"])
-    gray = image_set.images[where[chosen["path"]].to_numpy()]
+    return image_set.images[where[chosen["path"]].to_numpy()]
+
+
+def maps_of(run):
+    """Grad-CAM of the chosen images by the lesson's grad_cam: (images, maps, p(COVID), threshold, the model)."""
+    model = run.keras_model()
+    gray = chosen_images(model.input_shape[1])
     batch = np.repeat(gray[..., None], 3, axis=-1).astype("float32")  # grey on three channels, 0..255
-    layer = gradcam_layer(model)
-    maps = grad_cam(model, batch, layer)
-    gap = float(np.abs(maps - reference_gradcam(model, gray)).max())
-    cams[run.model] = (gray, maps, model.predict(batch, verbose=0)[:, 0], run.threshold)
-    height, width = model.get_layer(layer).output.shape[1:3]
-    print(f"{run.model}: {size}px input, layer {layer} of {height} x {width} positions; "
-          f"largest difference from helpers.explain.gradcam: {gap:.1e}")
+    covid = model.predict(batch, verbose=0)[:, -1]  # P(COVID): the sigmoid, or a softmax's last class
+    return gray, grad_cam(model, batch, gradcam_layer(model)), covid, run.threshold, model
+
+
+explained_cams = maps_of(explained)
+gray, maps, _, _, model = explained_cams
+print(f"Grad-CAM of {explained.name} (GRADCAM_MODEL = {GRADCAM_MODEL!r}) on {len(chosen)} test images")
+print(examples.grid_sentence(model, name=explained.name))
+print(f"largest difference from helpers.explain.gradcam: {np.abs(maps - reference_gradcam(model, gray)).max():.1e}")
 
 # %% [markdown]
-# The end of each line printed above compares our dozen lines with the course's reference
-# implementation, `helpers.explain.gradcam` (which the upload demo and the command line use): a
-# difference of the order of 1e-7 is float rounding, and a test of the course keeps it that small.
+# The last line compares our dozen lines with the course's reference implementation,
+# `helpers.explain.gradcam` (which the upload demo and the command line use): a difference of
+# the order of 1e-7 is float rounding, and a test of the course keeps it that small.
 #
-# One row per image, one column per model:
+# The same images through every other saved Keras model too, for comparison (one row per image,
+# the chosen model in the first column of maps; each model's grid is printed):
 
 # %%
+cams = {explained.name: explained_cams}
+for run in runs:
+    if run.kind == "keras" and run.path != explained.path:
+        cams[run.name] = maps_of(run)
+        print(examples.grid_sentence(cams[run.name][-1], name=run.name))
 panels, heatmaps, titles = [], [], []
-originals = next(iter(cams.values()))[0]
 for i, (_, row) in enumerate(chosen.iterrows()):
-    panels.append(originals[i])
+    panels.append(gray[i])
     heatmaps.append(None)
     titles.append(f"{row['label']} (patient {row['patient_id']})")
-    for name, (gray, maps, prob, threshold) in cams.items():
-        panels.append(gray[i])
-        heatmaps.append(maps[i])
+    for name, (small, model_maps, prob, threshold, _) in cams.items():
+        panels.append(small[i])
+        heatmaps.append(model_maps[i])
         titles.append(f"{name}: p(COVID) = {prob[i]:.2f}\ncall: {'COVID' if prob[i] >= threshold else 'NORMAL'}")
 plot_gradcam_grid(panels, heatmaps, titles, ncols=1 + len(cams), synthetic=dataset.synthetic, panel_size=2.4,
-                  title=f"{dataset.name}: Grad-CAM of the same test images, every model");
+                  title=f"{dataset.name}: Grad-CAM of the same test images, {explained.name} first");
 
 # %% [markdown]
 # **What to read here.** Do the models look at the same places? Maps that agree across networks
 # trained differently, and sit on the lungs, are more reassuring than one model's map alone. The
-# maps' coarseness differs too: a map is only as fine as its last convolution (the sizes are printed
-# above), and it is stretched to the image.
+# maps' coarseness differs too: a map is only as fine as its layer's grid (printed above), and it
+# is stretched to the image.
 #
-# Next, the reference helper on the calls that matter most: test images the model got right (TP,
-# TN) and wrong (FN: a missed case, FP: a false alarm), the most confident of each, for the CNN and
-# for one transfer model when notebook 03 saved one. An all-blue map means no region pushed towards
-# COVID.
+# Next, the reference helper on the calls that matter most, for the chosen model: test images it
+# got right (TP, TN) and wrong (FN: a missed case, FP: a false alarm), the most confident of each.
+# An all-blue map means no region pushed towards COVID.
 
 # %%
-for run in examples.gradcam_runs(runs):
-    plots.plot_outcome_gradcam(run, *examples.outcome_gradcam(run, dataset, n=2))
-    plt.show()
+plots.plot_outcome_gradcam(explained, *examples.outcome_gradcam(explained, dataset, n=2))
+plt.show()
 
 # %% [markdown]
 # **Two traps in these maps.** Each map above is scaled to its own maximum, so every map shows a
@@ -390,14 +412,13 @@ for run in examples.gradcam_runs(runs):
 # learned, and it explains nothing. An empty randomised map has no rank correlation (`nan`).
 
 # %%
-for run in examples.gradcam_runs(runs)[:1]:
-    calls, call_images, _ = examples.outcome_gradcam(run, dataset, n=1)
-    check = sanity.sanity_check(run.keras_model(), call_images, threshold=run.threshold)
-    call_titles = [f"{outcome}: p(COVID) = {p:.2f}" for outcome, p in zip(calls["outcome"], calls["probability"])]
-    review.plot_sanity_check(call_images, check, titles=call_titles, synthetic=run.synthetic)
-    plt.show()
-    print(f"{run.model}: rank correlation of the trained and the randomised maps, per call: "
-          f"{np.round(check['similarity'], 2).tolist()}")
+calls, call_images, _ = examples.outcome_gradcam(explained, dataset, n=1)
+check = sanity.sanity_check(explained.keras_model(), call_images, threshold=explained.threshold)
+call_titles = [f"{outcome}: p(COVID) = {p:.2f}" for outcome, p in zip(calls["outcome"], calls["probability"])]
+review.plot_sanity_check(call_images, check, titles=call_titles, synthetic=explained.synthetic)
+plt.show()
+print(f"{explained.name}: rank correlation of the trained and the randomised maps, per call: "
+      f"{np.round(check['similarity'], 2).tolist()}")
 
 # %% [markdown]
 # **How to read a heatmap, and what should worry you.**
@@ -407,8 +428,8 @@ for run in examples.gradcam_runs(runs)[:1]:
 #   neck, abdomen, the collimation edge, the CT table). These differ between hospitals and
 #   devices, not between diseases: DeGrave et al. (2021) found exactly such maps in published
 #   COVID-19 models.
-# - *Always:* a map is coarse (the last convolution of a 224 px VGG16 is 14 x 14, so one cell is
-#   16 px), it shows one image, and a plausible map does not prove a model is right. Look at many
+# - *Always:* a map is coarse (one cell of its grid covers the block of pixels printed with the
+#   chosen model above), it shows one image, and a plausible map does not prove a model is right. Look at many
 #   maps, wrong calls especially, and test what they suggest (section 10 does).
 #
 # For CT, the same rules hold for slices: heat outside the body or on text overlays is a warning.
@@ -433,8 +454,12 @@ for run in examples.gradcam_runs(runs)[:1]:
 #   "device" with the opposite habit: the `synthetic-marker` set (a corner tag on most COVID
 #   images) for models trained on `synthetic`, and the reverse. A stand-in, not a validation.
 #
-# The result of each model goes to `outputs/<dataset>/external/<model>-on-<external>.json`, and
-# `python -m helpers report` puts it in the course report.
+# Every saved model is scored, the VGG16 hybrids of notebook 04 too (through the same prediction
+# code as the upload demo and `helpers predict`), each at its own input size. The table gives
+# sensitivity and specificity with their 95% intervals (patient bootstrap), or `undefined` where
+# the external set lacks the class. The result of each model goes to
+# `outputs/<dataset>/external/<model>-on-<external>.json`, and `python -m helpers report` puts it
+# in the course report.
 
 # %%
 found = external.external_dataset(dataset, smoke=SMOKE, max_per_class=MAX_PER_CLASS)
