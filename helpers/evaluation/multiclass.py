@@ -42,6 +42,12 @@ def predictions_table(
     return frame
 
 
+def run_predictions(run, split: str = "test") -> pd.DataFrame:
+    """A multi-class run's (:class:`helpers.runs.Run`) rows of ``split`` as this module's frame (``y_true`` the class)."""
+    rows = run.split(split)
+    return rows.assign(y_true=rows["label"])[["y_true", *probability_columns(run.classes), "patient_id"]]
+
+
 def _indices(predictions: pd.DataFrame, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True class indices, predicted class indices (argmax) and the probability matrix."""
     unknown = sorted(set(predictions["y_true"]) - set(classes))
