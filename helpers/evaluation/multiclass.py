@@ -110,6 +110,17 @@ def per_class_with_ci(
     return table
 
 
+def format_per_class(table: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
+    """The display version of :func:`per_class_with_ci`: images, sensitivity and PPV as ``"0.91 (0.85-0.96)"``."""
+    from helpers.evaluation.tables import format_interval
+
+    shown = pd.DataFrame({"images": table["n"]}, index=table.index)
+    for name, title in (("sensitivity", "Sensitivity"), ("ppv", "PPV")):
+        shown[title] = [format_interval(row[name], row[f"{name}_low"], row[f"{name}_high"], digits=digits)
+                        for _, row in table.iterrows()]
+    return shown
+
+
 def covid_vs_rest(predictions: pd.DataFrame) -> pd.DataFrame:
     """A binary predictions frame: ``y_true`` COVID or not, ``probability`` the probability of COVID."""
     return predictions.assign(y_true=np.where(predictions["y_true"] == POSITIVE, POSITIVE, "REST"),

@@ -24,6 +24,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+TASK = "covid-vs-normal"  # or "covid-vs-pneumonia", "three-class" (helpers.data.tasks; X-ray only)
 SMOKE = False  # True: tiny data, few epochs, fewer bootstrap resamples
 STRICT = False  # True: fail instead of falling back to synthetic data
 MAX_PER_CLASS = None  # cap images per class (whole patients)
@@ -32,11 +33,13 @@ N_BOOT = 1000  # bootstrap resamples for every confidence interval
 EPOCHS = 10  # for the quick CNNs this notebook trains itself
 IMG_SIZE = 128  # for those quick CNNs
 BATCH_SIZE = 32
+LESSON_MAX_PER_CLASS = 400  # section 12: images per class for both tasks of the lesson (None: all)
 GRADCAM_MODELS = "all"  # Grad-CAM of the same test images for each of these models: "all", or e.g. ["cnn", "vgg16"]
 
 # %%
 if SMOKE:
     N_BOOT, EPOCHS, IMG_SIZE = min(N_BOOT, 200), min(EPOCHS, 4), min(IMG_SIZE, 64)
+    LESSON_MAX_PER_CLASS = MAX_PER_CLASS  # the SMOKE datasets are small already
 
 # %% [markdown]
 # ## 1. The models to evaluate
@@ -44,7 +47,8 @@ if SMOKE:
 # Notebooks 02-04 wrote one folder per trained model under `outputs/<dataset>/`: the model, its
 # validation and test predictions, and the threshold chosen on the validation split. This notebook
 # trains nothing it can read from there. If the folder is empty it says which notebooks to run and
-# trains a quick CNN itself, so that every section below still runs. In Colab every notebook starts
+# trains a quick CNN itself, so that every section below still runs. Only the runs of `TASK` are read
+# (section 12 puts the tasks side by side). In Colab every notebook starts
 # in a new VM with an empty folder: `PERSIST = True` in the setup cell keeps the models of 02-04 in
 # your Google Drive, where this notebook finds them.
 
@@ -56,19 +60,21 @@ from IPython.display import display
 
 from helpers import data, evaluation, images, plots
 from helpers.constants import MARKER_SUFFIX
-from helpers.evaluation import paired, recalibration
+from helpers.evaluation import multiclass, paired, recalibration
 from helpers.explain import examples, external, sanity, shortcut
 from helpers.models import train
 from helpers.plots import review
 from helpers.runs import quick_cnn, read_runs
 
-dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
-runs = read_runs(dataset=dataset.name)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS, task=TASK)
+runs = read_runs(dataset=dataset.name, task=TASK)
 if not runs:  # nothing from notebooks 02-04 yet: a quick CNN, so that every section below runs
     print("No trained models yet: for the full comparison run notebooks 02-04 first. Training a quick CNN now.")
     runs = [quick_cnn(dataset, images.load_images(dataset, IMG_SIZE), name="cnn-quick", epochs=EPOCHS,
                       batch_size=BATCH_SIZE, verbose=2)]
-pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.metrics.get("img_size"),
+print(f"Task {TASK}: classes {', '.join(dataset.classes)}. Every binary metric of sections 2-7 is COVID against "
+      f"{evaluation.negative_name(dataset.classes)}, from the probability of COVID.")
+pd.DataFrame([{"model": run.model, "task": run.task, "weights": run.weights, "input size": run.metrics.get("img_size"),
                "threshold (chosen on val)": round(run.threshold, 3), "folder": str(run.path)} for run in runs])
 
 # %% [markdown]
@@ -83,6 +89,12 @@ pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.met
 #
 # The `majority baseline` always answers the class most common in training. Its AUC is 0.5; a
 # model that does not clearly beat it has learned nothing useful.
+#
+# **Which question.** With `TASK = "covid-vs-normal"` the table asks "COVID-19 or healthy?". With
+# `"covid-vs-pneumonia"` or `"three-class"` it asks the same of each model's probability of COVID:
+# **COVID against the rest** (another pneumonia, or both other classes; the line printed in section 1 says
+# which), at the threshold chosen on validation. Sections 2-7 all read it that way; section 4 also shows a
+# three-class model's own answer, one class of three.
 
 # %%
 table = evaluation.comparison_table(runs, n_boot=N_BOOT)
@@ -142,7 +154,7 @@ by_unit.round(3).rename_axis(f"{best.model}: AUC drawing")
 # with its own baseline, so you can compare how hard the two tasks are.
 
 # %%
-other = [run for run in read_runs() if not run.dataset.endswith(MARKER_SUFFIX)
+other = [run for run in read_runs(task=TASK) if not run.dataset.endswith(MARKER_SUFFIX)
          and run.metrics.get("modality") not in (None, dataset.modality)]
 if other:
     display(evaluation.format_comparison(evaluation.comparison_table(runs + other, n_boot=N_BOOT)))
@@ -168,9 +180,77 @@ plots.plot_roc_pr(runs);
 #
 # The four counts behind sensitivity and specificity, at each model's threshold: rows are the
 # truth, columns the call. The bottom-left cell counts the **missed COVID cases** (false negatives).
+# For a three-class model these are COVID against the other two classes together.
 
 # %%
 plots.plot_confusion_matrices(runs);
+
+# %% [markdown]
+# ### Three classes: COVID-Net's evaluation
+#
+# In a clinic the hard question is not "COVID-19 or healthy?" but "COVID-19 or another pneumonia?".
+# COVID-Net (Wang et al. 2020) answers it with three classes (normal, other pneumonia, COVID-19) and reports,
+# per class, the **sensitivity** (of the images of that class, the share called that class) and the **PPV**
+# (of the images called that class, the share that are). A three-class model calls an image its most
+# probable class. Every interval below resamples patients, as in section 2. With a binary `TASK` this
+# part says so and is skipped (`TASK = "three-class"` runs it).
+#
+# First the 3 x 3 confusion matrix of each three-class model on the test split: rows are the truth, columns
+# the call, and the diagonal holds each class's sensitivity. The cells off the diagonal between PNEUMONIA and
+# COVID are the confusions that matter.
+
+# %%
+three_class = [run for run in runs if run.multiclass]
+if three_class:
+    classes = three_class[0].classes
+    test_rows = {run.model: multiclass.run_predictions(run, "test") for run in three_class}
+    plots.plot_multiclass_confusion({name: multiclass.confusion(rows, classes) for name, rows in test_rows.items()},
+                                    title=f"{dataset.name}, test split: rows the truth, columns the most probable class",
+                                    synthetic=dataset.synthetic)
+    plt.show()
+else:
+    print(f"TASK = {TASK!r} has two classes: the three-class evaluation is skipped (set TASK = 'three-class').")
+
+# %% [markdown]
+# Per class, the sensitivity and PPV with their 95% intervals, and the **macro one-vs-rest AUC**: each class
+# against the other two, the three AUCs averaged. Next to the models, the **majority baseline**: always the
+# class most common in training. Its constant scores rank nothing (macro AUC at chance level), its sensitivity
+# is perfect for one class and zero for the others, and its accuracy is the share of that class in the test split.
+
+# %%
+if three_class:
+    per_class = {name: multiclass.per_class_with_ci(rows, classes, n_boot=N_BOOT) for name, rows in test_rows.items()}
+    display(pd.concat({name: multiclass.format_per_class(table) for name, table in per_class.items()},
+                      names=["model", "class"]))
+    train_labels = dataset.split("train")["label"]
+    baseline = multiclass.majority_baseline(train_labels, next(iter(test_rows.values()))["y_true"], classes)
+    counts = {name: multiclass.confusion(rows, classes).to_numpy() for name, rows in test_rows.items()}
+    summary = [{"model": name, "accuracy": round(counts[name].trace() / counts[name].sum(), 3),
+                "macro AUC (95% CI)": evaluation.format_interval(*per_class[name].attrs["macro_auc"])}
+               for name in test_rows]
+    summary.append({"model": f"majority baseline (always {baseline['majority_class']})",
+                    "accuracy": round(baseline["accuracy"], 3), "macro AUC (95% CI)": f"{baseline['macro_auc']:.2f}"})
+    display(pd.DataFrame(summary).set_index("model"))
+
+# %% [markdown]
+# **COVID against the rest, at a threshold chosen on validation.** A clinic acts on one question, "COVID-19 or
+# not?". The model's probability of COVID answers it at a threshold chosen on the **validation** split (Youden's
+# J), and the test split is read once at that threshold:
+
+# %%
+if three_class:
+    for run in three_class:
+        point = multiclass.covid_operating_point(multiclass.run_predictions(run, "val"), test_rows[run.model],
+                                                 n_boot=N_BOOT)
+        print(f"{run.model}: COVID against {evaluation.negative_name(classes)}, threshold "
+              f"{point.attrs['threshold']:.3f} chosen on val")
+        display(point.round(3))
+
+# %% [markdown]
+# **What to read here.** Read the PNEUMONIA and COVID rows together: a model that separates sick from healthy
+# lungs but not one disease from the other has a high NORMAL sensitivity and confuses the two pneumonias (the
+# off-diagonal cells between them). The per-class PPV depends on how common each class is in the test split,
+# like the PPV of section 7. Intervals first: with few test patients per class they are wide.
 
 # %% [markdown]
 # ## 5. Calibration: can the probability be taken at its word?
@@ -250,7 +330,7 @@ plots.plot_threshold_tradeoff(best);
 # The test set's prevalence is an accident of how the dataset was collected. In a screening clinic
 # COVID may be 1% of patients, in a COVID ward 20% or more. Bayes' rule turns the test sensitivity
 # and specificity (at the screening threshold) into the PPV (how often a COVID call is right) and
-# the NPV (how often a NORMAL call is right) at those prevalences.
+# the NPV (how often a call of "not COVID" is right) at those prevalences.
 
 # %%
 at_screening = evaluation.binary_metrics(test["y_true"], test["probability"], screening)
