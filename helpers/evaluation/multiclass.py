@@ -153,3 +153,17 @@ def majority_baseline(train_labels, test_true, classes: tuple[str, ...]) -> dict
         "ppv": dict(zip(classes, ppv.tolist())),
         "macro_auc": 0.5,
     }
+
+
+def summary(predictions: pd.DataFrame, classes: tuple[str, ...]) -> dict:
+    """What ``metrics.json`` records of a multi-class split: accuracy, macro AUC, per-class rates, the matrix."""
+    table = confusion(predictions, classes)
+    sensitivity, ppv = _rates(table.to_numpy())
+    true, predicted, _ = _indices(predictions, classes)
+    return {
+        "accuracy": float(np.mean(true == predicted)) if len(true) else float("nan"),
+        "macro_auc": macro_auc(predictions, classes),
+        "sensitivity": dict(zip(classes, sensitivity.tolist(), strict=True)),
+        "ppv": dict(zip(classes, ppv.tolist(), strict=True)),
+        "confusion": table.to_numpy().tolist(),
+    }

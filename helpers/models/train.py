@@ -84,12 +84,16 @@ def evaluate_and_save(
     model: keras.Model, image_set: ImageSet, dataset, *, name: str | None = None, history: dict | None = None,
     weights: str | None = "scratch", params: dict | None = None, batch_size: int = 64, output_dir: Path | None = None,
 ) -> dict:
-    """Predict val and test with a trained Keras model and write its artifacts (:func:`helpers.runs.save_run`)."""
+    """Predict val and test with a trained Keras model and write its artifacts (:func:`helpers.runs.save_run`).
+
+    A softmax model's N x classes probabilities are saved per class (the dataset's classes, in order).
+    """
     from helpers.models import gradcam_layer, input_size
 
     probabilities = {s: predict(model, split_arrays(image_set, s)[0], batch_size=batch_size) for s in ("val", "test")}
     return save_run(
-        name or model.name, dataset=dataset, predictions=predictions_frame(image_set, probabilities),
+        name or model.name, dataset=dataset,
+        predictions=predictions_frame(image_set, probabilities, classes=getattr(dataset, "classes", None)),
         history=history, model=model, train_seconds=sum((history or {}).get("seconds", [])), weights=weights,
         img_size=input_size(model), gradcam_layer=gradcam_layer(model), params=params, output_dir=output_dir,
     )

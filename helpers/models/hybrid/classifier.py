@@ -29,10 +29,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
+from helpers.data.tasks import DEFAULT_TASK
 from helpers.files import atomic_path, write_text
 from helpers.models.hybrid.features import FEATURE_VERSION, Features, backbone_features, feature_extractor
 from helpers.paths import run_dir
-from helpers.runs import predictions_frame, save_run
+from helpers.runs import predictions_frame, run_name, save_run
 
 LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 CLASSIFIER_FILES = {"xgboost": "model.ubj", "logistic": "model.joblib"}
@@ -151,7 +152,7 @@ def save_hybrid(
     probabilities come from the model reloaded with :func:`load_hybrid`, so a
     reloaded model predicts exactly what ``predictions.csv`` records.
     """
-    folder = run_dir(dataset.name, name)
+    folder = run_dir(dataset.name, run_name(name, getattr(dataset, "task", DEFAULT_TASK)))
     kind = _kind(model)
     write_text(folder / "features.json", json.dumps({**features.spec(), "classifier": kind}, indent=2))
     file = folder / CLASSIFIER_FILES[kind]
@@ -164,8 +165,10 @@ def save_hybrid(
     probabilities = {s: hybrid.predict_features(features.split(s)[0]) for s in ("val", "test")}
     info = info or {}
     return save_run(
-        name, dataset=dataset, predictions=predictions_frame(features, probabilities),
-        history={"val_auc": model.evals_result()["validation_0"]["auc"]} if kind == "xgboost" else {},
+        name, dataset=dataset,
+        predictions=predictions_frame(features, probabilities, classes=getattr(dataset, "classes", None)),
+        history=({f"val_{metric}": values for metric, values in model.evals_result()["validation_0"].items()}
+                 if kind == "xgboost" else {}),
         train_seconds=info.get("seconds", 0.0), weights=features.weights or "random", img_size=features.size,
         n_parameters=_n_parameters(model), params={**_params(model), **(params or {})},
         extra={"classifier": kind, "features": features.spec(), "extract_seconds": features.seconds, "info": info},
