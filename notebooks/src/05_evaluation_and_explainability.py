@@ -72,8 +72,9 @@ if not runs:  # nothing from notebooks 02-04 yet: a quick CNN, so that every sec
     print("No trained models yet: for the full comparison run notebooks 02-04 first. Training a quick CNN now.")
     runs = [quick_cnn(dataset, images.load_images(dataset, IMG_SIZE), name="cnn-quick", epochs=EPOCHS,
                       batch_size=BATCH_SIZE, verbose=2)]
+rest = " and ".join(dataset.classes[:-1]) + (" together" if len(dataset.classes) > 2 else "")
 print(f"Task {TASK}: classes {', '.join(dataset.classes)}. Every binary metric of sections 2-7 is COVID against "
-      f"{evaluation.negative_name(dataset.classes)}, from the probability of COVID.")
+      f"{rest}, from the probability of COVID.")
 pd.DataFrame([{"model": run.model, "task": run.task, "weights": run.weights, "input size": run.metrics.get("img_size"),
                "threshold (chosen on val)": round(run.threshold, 3), "folder": str(run.path)} for run in runs])
 
@@ -242,8 +243,7 @@ if three_class:
     for run in three_class:
         point = multiclass.covid_operating_point(multiclass.run_predictions(run, "val"), test_rows[run.model],
                                                  n_boot=N_BOOT)
-        print(f"{run.model}: COVID against {evaluation.negative_name(classes)}, threshold "
-              f"{point.attrs['threshold']:.3f} chosen on val")
+        print(f"{run.model}: COVID against {rest}, threshold {point.attrs['threshold']:.3f} chosen on val")
         display(point.round(3))
 
 # %% [markdown]
