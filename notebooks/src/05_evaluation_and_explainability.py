@@ -204,8 +204,8 @@ plots.plot_confusion_matrices(runs);
 three_class = [run for run in runs if run.multiclass]
 if three_class:
     classes = three_class[0].classes
-    test_rows = {run.model: multiclass.run_predictions(run, "test") for run in three_class}
-    plots.plot_multiclass_confusion({name: multiclass.confusion(rows, classes) for name, rows in test_rows.items()},
+    three_rows = {run.model: multiclass.run_predictions(run, "test") for run in three_class}
+    plots.plot_multiclass_confusion({name: multiclass.confusion(rows, classes) for name, rows in three_rows.items()},
                                     title=f"{dataset.name}, test split: rows the truth, columns the most probable class",
                                     synthetic=dataset.synthetic)
     plt.show()
@@ -220,15 +220,15 @@ else:
 
 # %%
 if three_class:
-    per_class = {name: multiclass.per_class_with_ci(rows, classes, n_boot=N_BOOT) for name, rows in test_rows.items()}
+    per_class = {name: multiclass.per_class_with_ci(rows, classes, n_boot=N_BOOT) for name, rows in three_rows.items()}
     display(pd.concat({name: multiclass.format_per_class(table) for name, table in per_class.items()},
                       names=["model", "class"]))
     train_labels = dataset.split("train")["label"]
-    baseline = multiclass.majority_baseline(train_labels, next(iter(test_rows.values()))["y_true"], classes)
-    counts = {name: multiclass.confusion(rows, classes).to_numpy() for name, rows in test_rows.items()}
+    baseline = multiclass.majority_baseline(train_labels, next(iter(three_rows.values()))["y_true"], classes)
+    counts = {name: multiclass.confusion(rows, classes).to_numpy() for name, rows in three_rows.items()}
     summary = [{"model": name, "accuracy": round(counts[name].trace() / counts[name].sum(), 3),
                 "macro AUC (95% CI)": evaluation.format_interval(*per_class[name].attrs["macro_auc"])}
-               for name in test_rows]
+               for name in three_rows]
     summary.append({"model": f"majority baseline (always {baseline['majority_class']})",
                     "accuracy": round(baseline["accuracy"], 3), "macro AUC (95% CI)": f"{baseline['macro_auc']:.2f}"})
     display(pd.DataFrame(summary).set_index("model"))
@@ -241,7 +241,7 @@ if three_class:
 # %%
 if three_class:
     for run in three_class:
-        point = multiclass.covid_operating_point(multiclass.run_predictions(run, "val"), test_rows[run.model],
+        point = multiclass.covid_operating_point(multiclass.run_predictions(run, "val"), three_rows[run.model],
                                                  n_boot=N_BOOT)
         print(f"{run.model}: COVID against {rest}, threshold {point.attrs['threshold']:.3f} chosen on val")
         display(point.round(3))
@@ -737,10 +737,10 @@ evaluation.format_tasks(side_by_side)
 
 # %%
 easy, hard = (side_by_side.set_index("task").loc[task] for task in ("covid-vs-normal", "covid-vs-pneumonia"))
-shown = {name: evaluation.format_interval(row["auc"], row["auc_low"], row["auc_high"])
+aucs = {name: evaluation.format_interval(row["auc"], row["auc_low"], row["auc_high"])
          for name, row in (("normal", easy), ("pneumonia", hard))}
 apart = hard["auc_high"] < easy["auc_low"] or easy["auc_high"] < hard["auc_low"]
-print(f"Test AUC of the same CNN: COVID vs NORMAL {shown['normal']}, COVID vs PNEUMONIA {shown['pneumonia']}; "
+print(f"Test AUC of the same CNN: COVID vs NORMAL {aucs['normal']}, COVID vs PNEUMONIA {aucs['pneumonia']}; "
       f"difference {hard['auc'] - easy['auc']:+.2f}. "
       + ("The intervals do not overlap: the test splits tell the two tasks apart." if apart else
          "The intervals overlap: these test splits cannot tell how much harder the second task is."))
