@@ -9,6 +9,9 @@
 # - how to choose a decision threshold on the validation split for a screening goal (few missed
 #   cases), and what it does on the test split;
 # - what a positive or negative call means at realistic prevalences (PPV and NPV at 1%, 5%, 20%);
+# - how to evaluate three classes (normal, other pneumonia, COVID-19) as COVID-Net does: per-class
+#   sensitivity and PPV with intervals, macro AUC, and the COVID-vs-rest operating point;
+# - how much harder "COVID-19 or another pneumonia?" is than "COVID-19 or healthy?", measured (section 12);
 # - how to compute **Grad-CAM** yourself (a gradient tape over the last convolution), compare its
 #   maps across every trained model, and what a suspicious heatmap looks like;
 # - why **external validation** (a second hospital) is the test that matters, and how a model
@@ -741,9 +744,9 @@ aucs = {name: evaluation.format_interval(row["auc"], row["auc_low"], row["auc_hi
          for name, row in (("normal", easy), ("pneumonia", hard))}
 apart = hard["auc_high"] < easy["auc_low"] or easy["auc_high"] < hard["auc_low"]
 print(f"Test AUC of the same CNN: COVID vs NORMAL {aucs['normal']}, COVID vs PNEUMONIA {aucs['pneumonia']}; "
-      f"difference {hard['auc'] - easy['auc']:+.2f}. "
+      f"difference (pneumonia minus normal) {hard['auc'] - easy['auc']:+.2f}. "
       + ("The intervals do not overlap: the test splits tell the two tasks apart." if apart else
-         "The intervals overlap: these test splits cannot tell how much harder the second task is."))
+         "The intervals overlap: these test splits cannot tell the two tasks apart."))
 
 # %% [markdown]
 # **Did the COVID-vs-normal model learn "sick or not"?** Show it the other pneumonia, which it never saw in
