@@ -114,3 +114,17 @@ def test_binary_confusion_matrices_name_the_rest_of_each_task(tmp_path):
     figure = plots.plot_confusion_matrices(found)
     ticks = [[label.get_text() for label in ax.get_xticklabels()] for ax in figure.axes if ax.get_visible()]
     assert ticks == [["NORMAL", "COVID"], ["PNEUMONIA", "COVID"], ["not COVID\n(NORMAL or PNEUMONIA)", "COVID"]]
+
+
+def test_a_three_class_run_reads_as_the_multiclass_frame_and_its_table_displays(tmp_path):
+    run = task_run(tmp_path, "three-class")
+    rows = multiclass.run_predictions(run, "test")
+    assert list(rows.columns) == ["y_true", "prob_NORMAL", "prob_PNEUMONIA", "prob_COVID", "patient_id"]
+    assert set(rows["y_true"]) == set(run.classes)
+    table = multiclass.per_class_with_ci(rows, run.classes, n_boot=100)
+    shown = multiclass.format_per_class(table)
+    assert list(shown.columns) == ["images", "Sensitivity", "PPV"] and list(shown.index) == list(run.classes)
+    for label in run.classes:
+        assert shown.loc[label, "Sensitivity"] == ev.format_interval(
+            *table.loc[label, ["sensitivity", "sensitivity_low", "sensitivity_high"]])
+        assert shown.loc[label, "images"] == (rows["y_true"] == label).sum()
