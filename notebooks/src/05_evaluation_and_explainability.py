@@ -699,7 +699,7 @@ plt.show()
 #
 # ## 12. COVID-19 or another pneumonia? The question a clinic asks
 #
-# Almost every early public COVID-19 classifier, and sections 2-11, answer "COVID-19 or healthy lungs?". In a
+# Many early public COVID-19 classifiers, and sections 2-11, answer "COVID-19 or healthy lungs?". In a
 # clinic the patient in front of you is sick, and the question is "COVID-19 or another pneumonia?" A model
 # that separates COVID-19 from healthy lungs may only have learned "sick or not": any opacity, any
 # consolidation, would push it towards COVID. Reviews name the missing pneumonia controls as one reason the
@@ -707,7 +707,8 @@ plt.show()
 # them.
 #
 # How much harder is the clinic's question? We measure it instead of asserting it: **the same quick CNN**
-# (same seed, same input size, same epochs, the same cap of images per class) trained twice on the same
+# (same seed, same input size, the same budget of `EPOCHS` with early stopping on validation, the same cap of
+# images per class) trained twice on the same
 # dataset, once for `covid-vs-normal` and once for `covid-vs-pneumonia`, each scored on its own test split at
 # its own validation threshold. On the synthetic sets the two diseases differ the way radiologists describe
 # them (`helpers/data/synthetic.py`): COVID-19 as bilateral, peripheral ground glass in the lower zones, the
@@ -778,7 +779,8 @@ specificity
 # %% [markdown]
 # **What to read here.** Read the printed sentence and the two tables, intervals first. Where COVID against
 # PNEUMONIA scores lower than COVID against NORMAL with intervals apart, the clinic's question is measurably
-# harder for this network, on this data; where they overlap, these test splits are too small to say. Where the
+# harder for this network, on this data; where they overlap, these test splits cannot say (too few patients,
+# or both tasks near the ceiling: a network that learned both diseases well scores alike on both). Where the
 # COVID-vs-normal CNN's specificity on the pneumonias it never saw falls below its specificity on normal lungs,
 # it calls other pneumonias COVID: some of what it learned is "sick or not", and its COVID-vs-normal score says
 # little about the patients a clinic sees. The synthetic diseases were drawn to differ (laterality, zone,
