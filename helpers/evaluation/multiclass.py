@@ -42,6 +42,12 @@ def predictions_table(
     return frame
 
 
+def run_predictions(run, split: str = "test") -> pd.DataFrame:
+    """A multi-class run's (:class:`helpers.runs.Run`) rows of ``split`` as this module's frame (``y_true`` the class)."""
+    rows = run.split(split)
+    return rows.assign(y_true=rows["label"])[["y_true", *probability_columns(run.classes), "patient_id"]]
+
+
 def _indices(predictions: pd.DataFrame, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True class indices, predicted class indices (argmax) and the probability matrix."""
     unknown = sorted(set(predictions["y_true"]) - set(classes))
@@ -102,6 +108,17 @@ def per_class_with_ci(
     table.attrs.update(macro_auc=(macro_auc(predictions, classes), *percentile_interval(auc, alpha)),
                        n_boot=n_boot, alpha=alpha, group=group)
     return table
+
+
+def format_per_class(table: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
+    """The display version of :func:`per_class_with_ci`: images, sensitivity and PPV as ``"0.91 (0.85-0.96)"``."""
+    from helpers.evaluation.tables import format_interval
+
+    shown = pd.DataFrame({"images": table["n"]}, index=table.index)
+    for name, title in (("sensitivity", "Sensitivity"), ("ppv", "PPV")):
+        shown[title] = [format_interval(row[name], row[f"{name}_low"], row[f"{name}_high"], digits=digits)
+                        for _, row in table.iterrows()]
+    return shown
 
 
 def covid_vs_rest(predictions: pd.DataFrame) -> pd.DataFrame:

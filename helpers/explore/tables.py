@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from helpers.constants import LABELS, SPLITS
+from helpers.constants import POSITIVE, SPLITS
 from helpers.data.dataset import Dataset, near_duplicates
 
 NOT_RECORDED = "(not recorded)"
@@ -26,14 +26,15 @@ def recorded(values: pd.Series) -> pd.Series:
 
 
 def class_balance(dataset: Dataset, *, by: str = "split") -> pd.DataFrame:
-    """Images per label for each value of ``by`` (``split``, ``source``, ...), with totals and the COVID share."""
-    manifest = dataset.manifest
-    table = pd.crosstab(recorded(manifest[by]), manifest["label"]).reindex(columns=LABELS, fill_value=0)
+    """Images per class (the task's, in class order) for each value of ``by`` (``split``, ``source``, ...),
+    with totals and the COVID share."""
+    manifest, classes = dataset.manifest, list(dataset.classes)
+    table = pd.crosstab(recorded(manifest[by]), manifest["label"]).reindex(columns=classes, fill_value=0)
     if by == "split":
         table = table.reindex([s for s in SPLITS if s in table.index])
     table.loc["all"] = table.sum()
-    table["total"] = table[list(LABELS)].sum(axis=1)
-    table["% COVID"] = (100 * table["COVID"] / table["total"].clip(lower=1)).round(1)
+    table["total"] = table[classes].sum(axis=1)
+    table[f"% {POSITIVE}"] = (100 * table[POSITIVE] / table["total"].clip(lower=1)).round(1)
     table.index.name, table.columns.name = by, None
     return table
 
@@ -41,7 +42,8 @@ def class_balance(dataset: Dataset, *, by: str = "split") -> pd.DataFrame:
 def patients(dataset: Dataset) -> pd.DataFrame:
     """Per label and in all: images, patients, images per patient (mean and most), patients with 2+ images."""
     manifest = dataset.manifest
-    parts = {label: manifest[manifest["label"] == label] for label in LABELS if (manifest["label"] == label).any()}
+    parts = {label: manifest[manifest["label"] == label] for label in dataset.classes
+             if (manifest["label"] == label).any()}
     records = {}
     for name, rows in {**parts, "all": manifest}.items():
         per_patient = rows.groupby("patient_id").size()
@@ -56,9 +58,10 @@ def patients(dataset: Dataset) -> pd.DataFrame:
 
 
 def images_per_patient(dataset: Dataset, *, cap: int = 10) -> pd.DataFrame:
-    """How many patients have 1, 2, ... images (``cap`` and more in one row), per label."""
+    """How many patients have 1, 2, ... images (``cap`` and more in one row), per class."""
     counts = dataset.manifest.groupby(["patient_id", "label"]).size().clip(upper=cap).rename("images")
-    table = pd.crosstab(counts, counts.index.get_level_values("label")).reindex(columns=LABELS, fill_value=0)
+    table = pd.crosstab(counts, counts.index.get_level_values("label")).reindex(columns=list(dataset.classes),
+                                                                                fill_value=0)
     table.index = [f"{n}+" if n == cap else str(n) for n in table.index]
     table.index.name, table.columns.name = "images per patient", "patients"
     return table

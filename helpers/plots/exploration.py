@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from helpers.constants import LABELS, NEGATIVE, POSITIVE
+from helpers.constants import NEGATIVE, PNEUMONIA, POSITIVE
 from helpers.data.dataset import Dataset
 from helpers.explore.tables import class_balance, file_header, images_per_patient, recorded
 from helpers.images import read_image
 from helpers.plots import synthetic_title
 
-LABEL_COLORS = {POSITIVE: "tab:red", NEGATIVE: "tab:blue"}
+LABEL_COLORS = {NEGATIVE: "tab:blue", PNEUMONIA: "tab:orange", POSITIVE: "tab:red"}  # in class order
 
 
 def _title(fig, text: str, dataset: Dataset) -> None:
@@ -27,10 +27,10 @@ def _title(fig, text: str, dataset: Dataset) -> None:
 
 
 def _hue(column: str, values: pd.Series) -> dict:
-    """Seaborn colour options: the course's colours for labels (COVID red, NORMAL blue), defaults otherwise."""
+    """Seaborn colour options: the course's colours for labels (COVID red, NORMAL blue, PNEUMONIA orange)."""
     if column != "label":
         return {"hue_order": sorted(values.unique())}
-    return {"hue_order": [label for label in LABELS if (values == label).any()], "palette": LABEL_COLORS}
+    return {"hue_order": [label for label in LABEL_COLORS if (values == label).any()], "palette": LABEL_COLORS}
 
 
 def _say(ax, text: str) -> None:
@@ -43,8 +43,8 @@ def plot_class_balance(dataset: Dataset) -> plt.Figure:
     """Stacked bars of images per label: by split (left) and by source (right)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for ax, by in zip(axes, ("split", "source"), strict=True):
-        table = class_balance(dataset, by=by).drop(index="all")[list(LABELS)]
-        table.plot.bar(stacked=True, ax=ax, color=[LABEL_COLORS[label] for label in LABELS], rot=0)
+        table = class_balance(dataset, by=by).drop(index="all")[list(dataset.classes)]
+        table.plot.bar(stacked=True, ax=ax, color=[LABEL_COLORS[label] for label in dataset.classes], rot=0)
         ax.set(title=f"by {by}", xlabel="", ylabel="images")
         if by == "source" and len(table) > 2:
             ax.tick_params(axis="x", rotation=20)
@@ -55,7 +55,8 @@ def plot_class_balance(dataset: Dataset) -> plt.Figure:
 def plot_images_per_patient(dataset: Dataset, *, cap: int = 10) -> plt.Figure:
     """Bar chart of :func:`helpers.explore.images_per_patient`."""
     fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
-    images_per_patient(dataset, cap=cap).plot.bar(ax=ax, color=[LABEL_COLORS[label] for label in LABELS], rot=0)
+    images_per_patient(dataset, cap=cap).plot.bar(ax=ax, color=[LABEL_COLORS[label] for label in dataset.classes],
+                                                  rot=0)
     ax.set(xlabel="images per patient", ylabel="patients")
     _title(fig, "images per patient", dataset)
     return fig
@@ -109,7 +110,7 @@ def _pick(rows: pd.DataFrame, n: int, rng: np.random.Generator) -> list[int]:
 def plot_sample_grid(dataset: Dataset, image_set, *, n_per_class: int = 4, seed: int = 0) -> plt.Figure:
     """A few images of each class (different patients where possible), titled with label, source and patient."""
     rows = image_set.manifest.reset_index(drop=True)
-    labels = [label for label in LABELS if (rows["label"] == label).any()]
+    labels = [label for label in dataset.classes if (rows["label"] == label).any()]
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(len(labels), n_per_class, figsize=(2.6 * n_per_class, 2.9 * len(labels)),
                              squeeze=False, layout="constrained")
