@@ -1,7 +1,7 @@
 """The course's command line: ``python -m helpers COMMAND ...``.
 
 - ``run-all``  execute the notebooks with papermill (see ``helpers.app.runner``)
-- ``predict``  predict images with a trained model, one JSON line each
+- ``predict``  predict images with a trained model (any task), one JSON line each
 - ``report``   build ``outputs/report.md`` and ``outputs/report.html``
 - ``prepare``  download and split a dataset ahead of time
 """

@@ -122,6 +122,7 @@ def test_a_probability_matrix_needs_its_classes():
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow
 def test_quick_cnn_trains_a_softmax_for_three_classes(tmp_path):
     from helpers.data import course_dataset
     from helpers.images import load_images

@@ -3,8 +3,10 @@
 >>> app = UploadDemo()          # doctest: +SKIP
 >>> display(app.widget)         # doctest: +SKIP
 
-It lists every run folder under ``outputs/<dataset>/<model>/`` that holds a
+It lists every run folder under ``outputs/<dataset>/<run>/`` that holds a
 model (the CNN, the transfer models, the VGG16 + XGBoost / logistic hybrids),
+of every task (a run of a task other than ``covid-vs-normal`` is labelled with
+its classes, e.g. ``synthetic / cnn-three-class (NORMAL / PNEUMONIA / COVID)``),
 predicts each uploaded file with :func:`helpers.app.predict.predict_image` and
 shows one card per file (see :mod:`helpers.app.cards`). Choosing another model
 predicts the files on display again; uploading the same file again predicts it
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import math
 import os
 import warnings
 from pathlib import Path
@@ -38,6 +41,7 @@ from helpers import paths, runs
 from helpers.app.cards import RED, SYNTHETIC_WARNING, THRESHOLD_MEANING, YELLOW, box, message_card, result_card
 from helpers.app.predict import ModelError, load_model, predict_image
 from helpers.constants import DISCLAIMER
+from helpers.data.tasks import DEFAULT_TASK, get_task
 from helpers.images import ImageError
 
 ACCEPT = ".png,.jpg,.jpeg,.dcm,.dicom,.tif,.tiff,.bmp"
@@ -81,9 +85,19 @@ def _is_hybrid(folder: Path) -> bool:
     return file is not None and runs.MODEL_FILES[file.name] == "hybrid"
 
 
+def task_of(metrics: dict) -> tuple[str, tuple[str, ...]]:
+    """A run's task and classes from its ``metrics.json`` (a run saved before tasks: the default task)."""
+    task = str(metrics.get("task") or DEFAULT_TASK)
+    return task, tuple(metrics.get("classes") or get_task(task).classes)
+
+
 def folder_label(folder: Path) -> str:
+    """``dataset / run``, the kind, the classes of a task other than the default, the synthetic mark."""
+    metrics = _metrics(folder)
     kind = " (VGG16 features hybrid)" if _is_hybrid(folder) else ""
-    return f"{folder.parent.name} / {folder.name}{kind}" + (" (SYNTHETIC)" if _metrics(folder).get("synthetic") else "")
+    task, classes = task_of(metrics)
+    classes = "" if task == DEFAULT_TASK else f" ({' / '.join(classes)})"
+    return f"{folder.parent.name} / {folder.name}{classes}{kind}" + (" (SYNTHETIC)" if metrics.get("synthetic") else "")
 
 
 def best_model(folders: list[Path]) -> Path | None:
@@ -96,26 +110,29 @@ def best_model(folders: list[Path]) -> Path | None:
     return max(folders, key=score) if folders else None
 
 
-def choose_model(dataset: str | None = None, model: str | None = None, *,
+def choose_model(dataset: str | None = None, model: str | None = None, *, task: str = DEFAULT_TASK,
                  output_dir: str | Path | None = None) -> Path | None:
-    """The model to preselect: ``$COURSE_DEMO_MODEL``, else ``outputs/<dataset>/<model>/``, else :func:`best_model`."""
+    """The model to preselect: ``$COURSE_DEMO_MODEL``, else ``outputs/<dataset>/<run_name(model, task)>/``,
+    else :func:`best_model`."""
     root = Path(output_dir) if output_dir else paths.output_dir()
     wanted = [Path(os.environ[MODEL_VARIABLE])] if os.environ.get(MODEL_VARIABLE) else []
-    wanted += [root / dataset / model] if dataset and model else []
+    wanted += [root / dataset / runs.run_name(model, task)] if dataset and model else []
     for folder in wanted:
         if folder.resolve() in [f.resolve() for f in run_folders(folder.parent.parent)]:
             return folder.resolve()
     return best_model(run_folders(root))
 
 
-def quick_model(dataset: str, *, smoke: bool = True, strict: bool = False, name: str = "cnn-quick") -> Path:
-    """Train a small CNN into ``outputs/demo/<dataset>/<name>/``: the course's own data and runs stay untouched."""
+def quick_model(dataset: str, *, smoke: bool = True, strict: bool = False, name: str = "cnn-quick",
+                task: str = DEFAULT_TASK) -> Path:
+    """Train a small CNN for ``task`` into ``outputs/demo/<dataset>/<run_name(name, task)>/``: the course's own
+    data and runs stay untouched."""
     from helpers.data import course_dataset
     from helpers.images import load_images
 
     folder = paths.output_dir() / QUICK_FOLDER
     with _output_dir(folder):  # the dataset's record goes beside the quick model, not over the course's
-        data = course_dataset(dataset, smoke=smoke, strict=strict)
+        data = course_dataset(dataset, smoke=smoke, strict=strict, task=task)
         print(f"No trained model yet: a quick 64px CNN on {data.name} for the demo, in {folder} (its predictions "
               "are close to guesses) ...")
         run = runs.quick_cnn(data, load_images(data, 64, progress=False), output_dir=folder, name=name, epochs=8,
@@ -134,6 +151,17 @@ def _output_dir(folder: Path):
             os.environ.pop("COURSE_OUTPUT_DIR")
         else:
             os.environ["COURSE_OUTPUT_DIR"] = previous
+
+
+def task_html(metrics: dict, task: str, classes: tuple[str, ...]) -> str:
+    """Nothing for the default task; else the task, its classes and (three classes) the test macro AUC and accuracy."""
+    if task == DEFAULT_TASK:
+        return ""
+    test = ((metrics.get("multiclass") or {}).get("test")) or {}
+    scores = "".join(f", test {name} {test[key]:.3f}" for key, name in (("macro_auc", "macro one-vs-rest AUC"),
+                                                                      ("accuracy", "accuracy"))
+                     if isinstance(test.get(key), int | float) and math.isfinite(test[key]))
+    return f", task <b>{html.escape(task)}</b> (classes {html.escape(', '.join(classes))}){scores}"
 
 
 # ---------------------------------------------------------------- the app
@@ -260,10 +288,13 @@ class UploadDemo:
         auc, threshold = (metrics.get("test") or {}).get("auc"), metrics.get("threshold")
         kind = (f"VGG16 features + {(metrics.get('classifier') or 'classifier')}"
                 if _is_hybrid(folder) else "Keras")
-        text = (f"Model <b>{html.escape(str(metrics.get('model', folder.name)))}</b> ({kind}) trained on "
+        task, classes = task_of(metrics)
+        against = "" if task == DEFAULT_TASK else " (COVID against the rest)"
+        text = (f"Model <b>{html.escape(folder.name)}</b> ({kind}) trained on "
                 f"<b>{html.escape(str(metrics.get('dataset', '?')))}</b> ({metrics.get('modality', 'xray')}), "
-                f"input {metrics.get('img_size', '?')} px" + (f", test AUC {auc:.3f}" if auc is not None else "")
-                + (f". Threshold {threshold:.4f}: {THRESHOLD_MEANING}." if threshold is not None else "."))
+                f"input {metrics.get('img_size', '?')} px" + task_html(metrics, task, classes)
+                + (f", test AUC{against} {auc:.3f}" if auc is not None else "")
+                + (f". Threshold {threshold:.4f}: {THRESHOLD_MEANING}{against}." if threshold is not None else "."))
         warning = box(f"<b>{SYNTHETIC_WARNING}</b>", *RED) if metrics.get("synthetic") else ""
         return f"<p>{text}</p>{warning}"
 

@@ -3,6 +3,8 @@
 >>> info = load_model("outputs/synthetic/cnn")              # doctest: +SKIP
 >>> result = predict_image(info, "chest.png")               # doctest: +SKIP
 >>> result.label, result.probability, result.warnings       # doctest: +SKIP
+>>> result.probabilities                                    # doctest: +SKIP
+{'NORMAL': 0.21, 'PNEUMONIA': 0.62, 'COVID': 0.17}
 
 ``load_model`` takes a run folder ``outputs/<dataset>/<model>/`` of either kind:
 a Keras model (``model.keras``: the CNN of notebook 02, the transfer models of
@@ -10,10 +12,12 @@ notebook 03) or a VGG16-features hybrid of notebook 04 (``features.json`` and
 ``model.ubj`` for XGBoost or ``model.joblib`` for logistic regression: features
 from the stored VGG16 settings, then the stored classifier), read through
 :mod:`helpers.runs`, the one owner of run folders. ``metrics.json``
-gives the threshold chosen on validation data, whether the data were synthetic
-and the modality. A bare ``.keras`` file works too: its threshold is then 0.5,
-and whether it came from synthetic data is known only when it is a copy of a
-run folder's model (the note says which). Models are cached by path and
+gives the threshold chosen on validation data, whether the data were synthetic,
+the modality, the task and its classes (``task``, ``classes``; a run saved
+before tasks is ``covid-vs-normal``, NORMAL and COVID). A bare ``.keras`` file
+works too: its threshold is then 0.5, its classes those of its output units (1:
+NORMAL, COVID; 3: NORMAL, PNEUMONIA, COVID), and whether it came from synthetic
+data is known only when it is a copy of a run folder's model (the note says which). Models are cached by path and
 modification time, so the demo never reloads one per upload and a retrained
 model is picked up.
 
@@ -22,11 +26,26 @@ such as a blank or multi-page image, become warnings), resizes it
 to the model's input size (preprocessing is inside the model, exactly as in
 training), explains the score (Grad-CAM for Keras models, occlusion
 sensitivity for hybrids, which have no gradient) and adds *warnings*: simple
-heuristics that the image may not be what the model was trained on.
+heuristics that the image may not be what the model was trained on. The
+result (:class:`helpers.app.calls.Prediction`) carries the probability of COVID,
+the call at the run's threshold (:func:`helpers.app.calls.decide`) and, for a
+three-class model, every class's probability in class order (NORMAL,
+PNEUMONIA, COVID) and the most probable class.
+
+Calibration: a binary run's stored temperature (fitted on val) is applied to the
+probability of COVID and to the threshold (the call is unchanged). A three-class
+run's scores are the model's own softmax, *not calibrated*: its stored
+temperature was fitted for P(COVID) against the rest, and applying it to one
+class would break the sum to 1; the notes and the demo card say so.
 
 Command line, one JSON line per image on stdout and a readable summary on stderr::
 
     python -m helpers predict --model outputs/synthetic/cnn image1.png image2.dcm
+
+The line's binary fields (``probability`` of COVID, ``label``, ``threshold``,
+``margin``, ``calibrated``, ``warnings``) are the same for every task; a
+three-class model adds ``probabilities`` ({class: p}, summing to 1) and
+``most_probable``.
 
 Exit status: 0 every file predicted, 1 some files failed (each has an ``error``
 line, the others are still predicted), 2 no usable model (nothing predicted).
@@ -37,7 +56,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import io
 import json
 import os
 import sys
@@ -45,18 +63,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from helpers import runs
+from helpers.app.calls import Prediction, decide, describe_call, describe_classes
+from helpers.app.checks import image_warnings
+from helpers.app.explanations import covid_score_model, explain
+from helpers.constants import LABELS
+from helpers.data.tasks import DEFAULT_TASK, TASKS
 from helpers.evaluation.recalibration import Calibration
 from helpers.images import ImageError, Source, read_image, resize, to_rgb
 
 DEFAULT_THRESHOLD = 0.5
-MAX_ASPECT = 1.5  # frontal chest X-rays and CT slices are roughly square
-MIN_SIDE = 128  # pixels
-COLOUR_FRACTION = 0.05  # share of clearly coloured pixels above which an image looks like a photo or figure
-OCCLUSION_GRID = 5  # the hybrid's explanation covers 5 x 5 squares in turn
-WHAT = {"xray": "a frontal chest X-ray", "ct": "an axial chest CT slice"}
+MULTICLASS_THRESHOLD = ("the COVID call compares P(COVID) with the run's threshold, chosen on the validation "
+                        "split for COVID against the other classes (the temperature stored with the run was fitted "
+                        "for that binary probability and is not applied to the three scores)")
 HINT = ("expected a model folder such as outputs/synthetic/cnn or outputs/synthetic/vgg16-xgboost (with metrics.json) "
         "or a .keras file; train one with notebook 02_cnn_from_scratch, 03_transfer_learning or 04_vgg16_xgboost_hybrid")
 
@@ -81,62 +101,42 @@ class ModelInfo:
     threshold_note: str  # where the threshold comes from, in words
     kind: str = "keras"  # "keras" or "hybrid"
     metrics: dict = field(default_factory=dict, repr=False)
+    classes: tuple[str, ...] = LABELS  # class-index order; COVID, the positive class, last
+    gradcam_model: object = field(default=None, repr=False)  # what Grad-CAM explains (helpers.app.explanations)
+
+    @property
+    def task(self) -> str:
+        """The task whose classes these are (:mod:`helpers.data.tasks`)."""
+        return next((t.name for t in TASKS.values() if t.classes == self.classes), " / ".join(self.classes))
+
+    @property
+    def multiclass(self) -> bool:
+        return len(self.classes) > 2
 
     @property
     def label(self) -> str:
-        """``dataset / model`` with a ``SYNTHETIC`` mark, for pickers and titles."""
-        return f"{self.dataset} / {self.name}" + (" (SYNTHETIC data)" if self.synthetic else "")
+        """``dataset / run`` with the classes of a task other than the default and a ``SYNTHETIC`` mark."""
+        return (f"{self.dataset} / {self.name}" + ("" if self.task == DEFAULT_TASK else f" ({' / '.join(self.classes)})")
+                + (" (SYNTHETIC data)" if self.synthetic else ""))
 
     @property
     def explanation(self) -> str:
         return "Grad-CAM" if self.kind == "keras" else "occlusion sensitivity"
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Probability of COVID for ``N x size x size`` uint8 grayscale images."""
+        """``N x classes`` probabilities in class order for ``N x size x size`` uint8 images (binary: ``[1 - p, p]``)."""
         if self.kind == "hybrid":
-            return np.asarray(self.model.predict(images), np.float64).reshape(-1)
-        batch = np.stack([to_rgb(image) for image in images]).astype(np.float32)
-        return np.asarray(self.model(batch, training=False), np.float64).reshape(-1)
-
-
-@dataclass
-class Prediction:
-    """The result for one image. ``probability`` is the model's probability of COVID."""
-
-    file: str
-    probability: float
-    label: str  # "COVID" or "NORMAL" at ``threshold``
-    threshold: float
-    image: np.ndarray = field(repr=False)  # the decoded 2-D uint8 image, original size
-    heatmap: np.ndarray | None = field(default=None, repr=False)  # explanation map, same size as ``image``
-    explanation: str = "Grad-CAM"
-    warnings: list[str] = field(default_factory=list)
-    calibrated: bool = False  # probability and threshold through the run's temperature (fitted on val)
-
-    @property
-    def margin(self) -> float:
-        return self.probability - self.threshold
-
-    def to_json(self) -> dict:
-        return {"file": self.file, "probability": round(self.probability, 6), "label": self.label,
-                "threshold": round(self.threshold, 6), "margin": round(self.margin, 6), "calibrated": self.calibrated,
-                "warnings": self.warnings}
-
-
-def readable(probability: float, threshold: float) -> tuple[str, str]:
-    """Both numbers with as many decimals (2 to 8) as it takes for them not to look equal when they differ."""
-    for digits in range(2, 9):
-        shown = f"{probability:.{digits}f}", f"{threshold:.{digits}f}"
-        if shown[0] != shown[1]:
-            return shown
-    return shown
-
-
-def describe_call(probability: float, threshold: float) -> str:
-    """``probability 0.987 < threshold 0.990`` with the margin: the words every output uses for one call."""
-    p, t = readable(probability, threshold)
-    sign = ">=" if probability >= threshold else "<"
-    return f"probability of COVID {p} {sign} threshold {t}, margin {probability - threshold:+.{len(p) - 2}f}"
+            out = np.asarray(self.model.predict(images), np.float64)
+        else:
+            batch = np.stack([to_rgb(image) for image in images]).astype(np.float32)
+            out = np.asarray(self.model(batch, training=False), np.float64)
+        if out.ndim == 1 or out.shape[-1] == 1:
+            covid = out.reshape(-1)
+            out = np.stack([1 - covid, covid], axis=1)
+        if out.shape[1] != len(self.classes):
+            raise ModelError(f"{self.path}: the model gives {out.shape[1]} probabilities per image but its run has "
+                             f"{len(self.classes)} classes {list(self.classes)}; train it again")
+        return out
 
 
 # ---------------------------------------------------------------- loading
@@ -187,12 +187,27 @@ def _load(kind: str, folder: Path | None, files: tuple[Path, ...], stamp: tuple)
     else:
         threshold, synthetic = DEFAULT_THRESHOLD, _copy_of_run(files[0])
         note = "no metrics.json next to the model: the default 0.5, not a threshold chosen on validation data"
+    classes = _classes(run.classes if run else None, None if kind == "hybrid" else int(model.output_shape[-1]),
+                       folder or files[0])
+    explained = None if kind == "hybrid" else covid_score_model(model) if len(classes) > 2 else model
     return ModelInfo(
-        model=model, path=folder or files[0], name=str(metrics.get("model") or getattr(model, "name", "model")),
+        model=model, path=folder or files[0], name=run.name if run else str(getattr(model, "name", "model")),
         dataset=str(metrics.get("dataset", "unknown")), threshold=float(threshold), img_size=size,
         gradcam_layer=metrics.get("gradcam_layer") or layer, synthetic=synthetic,
         modality=str(metrics.get("modality") or "xray"), threshold_note=note, kind=kind, metrics=metrics,
+        classes=classes, gradcam_model=explained,
     )
+
+
+def _classes(stored: tuple[str, ...] | None, outputs: int | None, where: Path) -> tuple[str, ...]:
+    """The run's classes (:attr:`helpers.runs.Run.classes`); a bare ``.keras`` file: those of the task its
+    ``outputs`` answer (3 units: three-class, 1: the default task)."""
+    classes = stored or next((t.classes for t in TASKS.values() if len(t.classes) == outputs), LABELS)
+    if outputs is not None and outputs != (1 if len(classes) == 2 else len(classes)):
+        raise ModelError(f"{where}: the model has {outputs} output unit(s) but its run has the classes "
+                         f"{list(classes)} (1 sigmoid unit for two classes, one softmax unit per class otherwise); "
+                         "train it again")
+    return classes
 
 
 def _load_keras(file: Path):
@@ -237,7 +252,7 @@ def _sha256(file: Path) -> str:
 
 
 def model_notes(info: ModelInfo) -> list[str]:
-    """What a user must know before reading the numbers: synthetic data, a default threshold."""
+    """What a user must know before reading the numbers: synthetic data, a default threshold, calibration."""
     notes = []
     if info.synthetic:
         notes.append(f"model {info.label} was trained on SYNTHETIC data; its outputs mean nothing for real patients")
@@ -246,7 +261,10 @@ def model_notes(info: ModelInfo) -> list[str]:
     if info.metrics.get("threshold") is None:
         notes.append(f"threshold {info.threshold:.4f}: {info.threshold_note}")
     calibration = Calibration.from_dict(info.metrics.get("calibration"))
-    if calibration is None:
+    if info.multiclass:
+        notes.append(f"{len(info.classes)} classes ({', '.join(info.classes)}): the probabilities are the model's own "
+                     f"softmax scores, not calibrated; {MULTICLASS_THRESHOLD}")
+    elif calibration is None:
         notes.append("the probability is the model's own score, not calibrated (no temperature stored with the run)")
     elif calibration.note:
         notes.append(f"calibration: {calibration.note}")
@@ -266,81 +284,22 @@ def predict_image(model_info: ModelInfo, source: Source, *, name: str | None = N
     doubts: list[str] = []
     gray = read_image(source, name=name, warnings=doubts)
     small = resize(gray, model_info.img_size)
-    score = float(model_info.probabilities(small[None])[0])
+    scores = model_info.probabilities(small[None])[0]
+    score = float(scores[-1])
     heatmap = explain(model_info, gray, small, score) if with_gradcam else None
-    calibration = Calibration.from_dict(model_info.metrics.get("calibration"))
-    # The temperature keeps the order, so the call at the calibrated threshold is the call at the stored one.
+    # Three classes: the softmax as it is (module docstring). Two: the temperature keeps the order,
+    # so the call at the calibrated threshold is the call at the stored one.
+    calibration = None if model_info.multiclass else Calibration.from_dict(model_info.metrics.get("calibration"))
     probability, threshold = ((score, model_info.threshold) if calibration is None else
                               (float(calibration.apply(score)), float(calibration.apply(model_info.threshold))))
     return Prediction(
-        file=name, probability=probability, label="COVID" if score >= model_info.threshold else "NORMAL",
+        file=name, probability=probability, label=decide(scores, model_info.threshold, model_info.classes),
         threshold=threshold, image=gray, heatmap=heatmap, explanation=model_info.explanation,
         warnings=[w.removeprefix(f"{name}: ") for w in doubts] + image_warnings(source, gray,
                                                                                 modality=model_info.modality),
-        calibrated=calibration is not None,
+        calibrated=calibration is not None, classes=model_info.classes,
+        probabilities=dict(zip(model_info.classes, map(float, scores), strict=True)) if model_info.multiclass else None,
     )
-
-
-def explain(info: ModelInfo, gray: np.ndarray, small: np.ndarray, probability: float) -> np.ndarray:
-    """A 0..1 map at ``gray``'s size: Grad-CAM for a Keras model, occlusion sensitivity for a hybrid."""
-    if info.kind == "keras":
-        from helpers.explain import gradcam
-
-        return gradcam(info.model, gray[None], layer=info.gradcam_layer)[0]
-    return occlusion(info, small, probability, out_shape=gray.shape)
-
-
-def occlusion(info: ModelInfo, small: np.ndarray, probability: float, *, out_shape: tuple[int, int],
-              grid: int = OCCLUSION_GRID) -> np.ndarray:
-    """How much the COVID score drops when each of ``grid x grid`` squares is covered with the mean gray."""
-    size = small.shape[0]
-    edges = np.linspace(0, size, grid + 1).round().astype(int)
-    covered = []
-    for row in range(grid):
-        for col in range(grid):
-            image = small.copy()
-            image[edges[row]:edges[row + 1], edges[col]:edges[col + 1]] = int(small.mean())
-            covered.append(image)
-    drop = np.clip(probability - info.probabilities(np.stack(covered)), 0, None).reshape(grid, grid)
-    drop = drop / drop.max() if drop.max() > 0 else drop
-    square = Image.fromarray(drop.astype(np.float32)).resize((out_shape[1], out_shape[0]), Image.Resampling.NEAREST)
-    return np.asarray(square, np.float32)
-
-
-def image_warnings(source: Source, gray: np.ndarray, *, modality: str = "xray") -> list[str]:
-    """Hints that an image may not be what the model was trained on (never certain: they are heuristics)."""
-    what = WHAT.get(modality, WHAT["xray"])
-    found = []
-    height, width = gray.shape
-    if max(height, width) / min(height, width) > MAX_ASPECT:
-        found.append(f"The image is {width}x{height} pixels, far from square; {what} is roughly square. It may be "
-                     "cropped, a multi-panel figure or another kind of image, and it is squeezed to a square here.")
-    if min(height, width) < MIN_SIDE:
-        found.append(f"The image is small ({width}x{height} pixels): fine detail is missing.")
-    coloured = colour_fraction(source)
-    if coloured > COLOUR_FRACTION:
-        found.append(f"{coloured:.0%} of the pixels are clearly coloured, but {what} is grayscale: this may be a "
-                     "photo, a screenshot or an annotated figure. The model never saw such images.")
-    return found
-
-
-def colour_fraction(source: Source) -> float:
-    """Share of clearly coloured pixels (HSV saturation > 0.3 and value > 0.15) in the file, before gray conversion.
-
-    The file is opened a second time with Pillow (the course's reader returns
-    grayscale only), reduced to about 256 px; anything Pillow cannot open
-    (DICOM, which is grayscale here) counts as 0.
-    """
-    try:
-        with Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source) as image:
-            image.draft("RGB", (256, 256))
-            if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F"):
-                return 0.0
-            image.thumbnail((256, 256))
-            hsv = np.asarray(image.convert("RGB").convert("HSV"))
-    except Exception:  # noqa: BLE001 - not readable by Pillow: no colour to measure
-        return 0.0
-    return float(np.mean((hsv[..., 1] > 0.3 * 255) & (hsv[..., 2] > 0.15 * 255)))
 
 
 # ---------------------------------------------------------------- command line
@@ -356,6 +315,13 @@ def predict_file(info: ModelInfo, image: str) -> dict:
         return {"file": image, "error": f"{image}: not enough memory to read this image; downscale it first"}
     except Exception as exc:  # noqa: BLE001 - any reader or model failure is this file's error, not the batch's
         return {"file": image, "error": f"{image}: could not predict ({type(exc).__name__}: {exc})"}
+
+
+def summary_line(line: dict) -> str:
+    """``file: LABEL (class probabilities; the COVID call)`` and the warnings: stderr's words for one JSON line."""
+    classes = f"{describe_classes(line['probabilities'])}; " if "probabilities" in line else ""
+    return (f"{line['file']}: {line['label']} ({classes}{describe_call(line['probability'], line['threshold'])})"
+            + "".join(f"; warning: {w}" for w in line["warnings"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         line = predict_file(info, image)
         print(json.dumps(line), flush=True)
         failed += "error" in line
-        summary.append(line.get("error") or
-                       f"{line['file']}: {line['label']} ({describe_call(line['probability'], line['threshold'])})"
-                       + "".join(f"; warning: {w}" for w in line["warnings"]))
+        summary.append(line.get("error") or summary_line(line))
     print(f"summary: {len(args.images) - failed} of {len(args.images)} file(s) predicted with {info.label}",
           *summary, sep="\n  ", file=sys.stderr)
     return 1 if failed else 0
@@ -385,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m helpers predict",
-        description="Probability of COVID for each image, one JSON line per image. Exit status 0: every file "
+        description="Probability of COVID for each image (and every class's probability for a three-class "
+                    "model), one JSON line per image. Exit status 0: every file "
                     "predicted; 1: some files failed (each has an error line); 2: no usable model. Teaching "
                     "material, not a diagnostic device.",
     )

@@ -1,8 +1,11 @@
 """The course report: ``outputs/report.md`` and a self-contained ``outputs/report.html``.
 
-It collects every run under the outputs folder (all datasets), the dataset summaries,
+It collects every run under the outputs folder (all datasets and tasks), the dataset summaries,
 external validation, notebook timings and the environment into one context, rendered by
 two Jinja2 templates (``templates/report.html.j2``, autoescaped, and ``templates/report.md.j2``).
+The results per dataset and task (comparison, paired differences against the best model,
+calibration, three classes, the tasks side by side) are :mod:`helpers.app.report_results`; the
+Grad-CAM sanity check is :mod:`helpers.app.report_sanity`.
 The HTML embeds its figures as base64 PNG and needs nothing else; the Markdown links PNG
 files in ``report_files/``.
 
@@ -12,47 +15,46 @@ Command line: ``python -m helpers report [--output-dir DIR] [--n-boot N]``.
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
 import re
 import warnings
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import jinja2
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
 
 from helpers import paths
+from helpers.app import report_results
+from helpers.app.report_parts import cells, number
 from helpers.constants import DISCLAIMER, NEGATIVE, POSITIVE
 from helpers.data import dataset_info
-from helpers.evaluation import BASELINE, comparison_table, format_comparison, predictive_values, reference_run
+from helpers.evaluation import BASELINE, reference_run
 from helpers.files import write_text
-from helpers.plots import plot_confusion_matrices, plot_roc_pr
-from helpers.runs import NOT_RUN_FOLDERS, Run, read_external, read_runs
+from helpers.runs import NOT_RUN_FOLDERS, Run, read_external, read_runs, run_name
 
 FILES = "report_files"
 TITLE = "COVID-19 detection in chest X-rays and CT: results"
 NO_PRETRAINING = {"scratch"}  # trained from scratch by design; None or "random" means lost ImageNet weights
 EXTERNAL_KEYS = ("model", "trained_on", "evaluated_on", "auc", "sensitivity", "specificity", "n")
-NUMERIC = re.compile(r"^-?[\d.]+( \([\d.]+-[\d.]+\)| / -?[\d.]+)?$")  # 0.91, 0.91 (0.85-0.96), 45 / 90
+# 0.91, 0.91 (0.85-0.96), 45 / 90, +0.04 (-0.01, +0.09)
+NUMERIC = re.compile(r"^[-+]?[\d.]+( \([\d.]+-[\d.]+\)| / -?[\d.]+| \([-+]?[\d.]+, [-+]?[\d.]+\))?$")
 HOW_TO_READ = [
     "Each metric is shown as estimate (95% confidence interval). Intervals come from a bootstrap that "
     "resamples patients, not images: images of one patient are not independent evidence.",
-    "Sensitivity: share of COVID-19 images called COVID. Specificity: share of normal images called "
-    "normal. PPV / NPV: how often a positive / negative call is right, at the test set's prevalence.",
+    "Sensitivity: share of COVID-19 images called COVID. Specificity: share of the other images (normal, or other "
+    "pneumonia, by task) not called COVID. PPV / NPV: how often a positive / negative call is right, at the test "
+    "set's prevalence. Every task is read as COVID-19 against the rest.",
     "The decision threshold was chosen on the validation split; the test split was never used for a choice.",
     f"The `{BASELINE}` always predicts the most frequent training class. A model that does not clearly "
     "beat it on AUC and on sensitivity and specificity together has learned nothing useful.",
-    "Test set: `same` when a model was scored on the same test images as the other models of its dataset; "
+    "Test set: `same` when a model was scored on the same test images as the other models of its dataset and task; "
     "`DIFFERENT` rows cannot be compared with the rest; `unknown` for runs saved without a fingerprint.",
 ]
 
-TEXT = {  # the report's sentences, shared by both templates (`code` spans become <code> in HTML)
+TEXT = {  # the report's sentences, shared by both templates (`code` spans become <code> in HTML); see also
+    # report_results.TEXT and report_sanity.TEXT
     "calibration": "Calibration: each model's probabilities divided in the logit by a temperature T fitted on the "
                    "validation split (the ranking, the AUC and the calls stay the same); the Brier score on test "
                    "before and after (lower is better).",
@@ -86,44 +88,7 @@ TEMPLATES.filters.update(inline=_inline, md_cell=_markdown_cell)
 TEMPLATES.tests["numeric"] = lambda value: bool(NUMERIC.match(value))
 
 
-@dataclass
-class Figure:
-    """A figure of the report: ``report_files/<name>.png``, embedded in the HTML."""
-
-    name: str
-    caption: str
-    png: bytes
-
-    @property
-    def base64(self) -> str:
-        return base64.b64encode(self.png).decode("ascii")
-
-
-def _table(frame: pd.DataFrame) -> dict:
-    """Column names and rows of strings (empty for missing values), as the templates' ``table`` macro takes."""
-    rows = [["" if pd.isna(value) else str(value) for value in row] for row in frame.itertuples(index=False)]
-    return {"columns": [str(column) for column in frame.columns], "rows": rows}
-
-
-def _figure(fig, name: str, caption: str, files: Path) -> Figure:
-    """Save the figure as ``report_files/<name>.png`` and close it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    figure = Figure(re.sub(r"[^A-Za-z0-9_.-]+", "_", name), caption, buffer.getvalue())
-    (files / f"{figure.name}.png").write_bytes(figure.png)
-    return figure
-
-
 # ---------------------------------------------------------------- content
-
-
-def _number(value, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        return str(value)
-    return str(value) if isinstance(value, int | np.integer) else f"{value:.{digits}f}"
 
 
 def _duration(seconds) -> str:
@@ -153,7 +118,7 @@ def _is_synthetic(name: str, info: dict | None, runs: list[Run]) -> bool:
     return bool((info or {}).get("synthetic")) or any(run.synthetic for run in runs if run.dataset == name)
 
 
-def _banners(datasets: dict[str, dict | None], runs: list[Run], table: pd.DataFrame | None) -> list[str]:
+def _banners(datasets: dict[str, dict | None], runs: list[Run], different: list[str]) -> list[str]:
     """The loud warnings: synthetic data, transfer models without ImageNet weights, other test sets."""
     messages = []
     synthetic = [name for name, info in datasets.items() if _is_synthetic(name, info, runs)]
@@ -161,22 +126,25 @@ def _banners(datasets: dict[str, dict | None], runs: list[Run], table: pd.DataFr
         messages.append(
             f"SYNTHETIC DATA (dataset {', '.join(synthetic)}): these images were generated, not taken from "
             "patients. The numbers show that the code works, not that anything detects COVID-19.")
-    unweighted = [f"{run.dataset}/{run.model} (weights={run.weights})" for run in runs
+    unweighted = [f"{run.dataset}/{run.name} (weights={run.weights})" for run in runs
                   if run.weights not in NO_PRETRAINING and str(run.weights).lower() != "imagenet"]
     if unweighted:
         messages.append(f"Transfer models trained WITHOUT ImageNet weights: {', '.join(unweighted)}. "
                         "Their results do not represent transfer learning.")
-    different = [] if table is None else table.attrs.get("different_test_set", [])
     if different:
         messages.append(f"Scored on a DIFFERENT test set than the other models of their dataset: "
                         f"{', '.join(different)}. Their numbers cannot be compared with the rest.")
     return messages
 
 
+def _heading(name: str, info: dict | None, runs: list[Run]) -> str:
+    return f"{name} ({_modality(name, info)}, {'SYNTHETIC' if _is_synthetic(name, info, runs) else 'real'} data)"
+
+
 def _split_counts(value) -> str:
     if isinstance(value, dict):
-        return f"{value.get(POSITIVE, 0)} / {value.get(NEGATIVE, 0)}"
-    return _number(value)
+        return f"{value.get(POSITIVE, 0)} / {sum(n for label, n in value.items() if label != POSITIVE)}"
+    return number(value)
 
 
 def _dataset_summary(name: str, info: dict | None, runs: list[Run]) -> dict[str, str]:
@@ -186,78 +154,40 @@ def _dataset_summary(name: str, info: dict | None, runs: list[Run]) -> dict[str,
     column = {
         "modality": _modality(name, info),
         "data": "SYNTHETIC" if _is_synthetic(name, info, runs) else "real",
-        "images": _number(info.get("n_images")),
-        "patients": _number(info.get("n_patients")),
+        "classes": ", ".join(info.get("classes") or (mine[0].classes if mine else (NEGATIVE, POSITIVE))),
+        "images": number(info.get("n_images")),
+        "patients": number(info.get("n_patients")),
     }
     splits = info.get("splits") or {}
     for split in ("train", "val", "test"):
         if split in splits:
-            column[f"{split}: {POSITIVE} / {NEGATIVE}"] = _split_counts(splits[split])
+            column[f"{split}: {POSITIVE} / rest"] = _split_counts(splits[split])
         elif mine:
             rows = mine[0].split(split)
             total = (mine[0].metrics.get("n_images") or {}).get(split)
             shown = (f"{(rows['y_true'] == 1).sum()} / {(rows['y_true'] == 0).sum()}" if len(rows)
-                     else f"{_number(total)} images")
-            column[f"{split}: {POSITIVE} / {NEGATIVE}"] = shown
+                     else f"{number(total)} images")
+            column[f"{split}: {POSITIVE} / rest"] = shown
     return column
 
 
 def _dataset_section(datasets: dict[str, dict | None], runs: list[Run]) -> dict | None:
+    """One column per dataset, or per dataset and task where several tasks ran on it."""
     if not datasets:
         return None
-    table = pd.DataFrame({name: _dataset_summary(name, info, runs) for name, info in datasets.items()})
-    notes = [f"{name}: {note}" for name, info in datasets.items() for note in (info or {}).get("notes") or []]
-    return {"table": _table(table.fillna("-").rename_axis("").reset_index()), "notes": notes}
-
-
-def _predictive_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """PPV / NPV of each model at other prevalences, from its test sensitivity and specificity."""
-    table = []
-    for _, row in rows.iterrows():
-        if pd.isna(row["sensitivity"]) or pd.isna(row["specificity"]):
-            continue
-        shown = {"Model": row["model"]}
-        for _, value in predictive_values(row["sensitivity"], row["specificity"]).iterrows():
-            shown[f"prevalence {value['prevalence']:.0%}"] = f"{_number(value['ppv'])} / {_number(value['npv'])}"
-        table.append(shown)
-    return pd.DataFrame(table)
-
-
-def _calibration_table(runs: list[Run]) -> dict | None:
-    """T and the test Brier score before/after calibration per run that stored them (``metrics.json``)."""
-    rows = [{"Model": run.model, "T (fitted on val)": _number(record.get("T")),
-             "Brier before": _number(record.get("brier_test_before"), 3),
-             "Brier after": _number(record.get("brier_test_after"), 3), "Note": record.get("note") or ""}
-            for run in runs if (record := run.metrics.get("calibration"))]
-    return _table(pd.DataFrame(rows)) if rows else None
-
-
-def _results_section(table: pd.DataFrame, runs: list[Run], datasets: dict, files: Path) -> dict:
-    """Per dataset: the comparison table, predictive values, and the figures (ROC/PR, confusion matrices)."""
-    shown = format_comparison(table)
-    section = {"datasets": [], "roc": [], "confusion": []}
+    columns, infos = {}, []
     for name, info in datasets.items():
-        mine = [run for run in runs if run.dataset == name]
-        in_table = (table["dataset"] == name).to_numpy()
-        if not mine or not in_table.any():
+        tasks = report_results.groups([run for run in runs if run.dataset == name])
+        if len(tasks) < 2:
+            columns[name], infos = _dataset_summary(name, info, runs), [*infos, (name, info)]
             continue
-        predictive = _predictive_table(table[in_table & (table["model"] != BASELINE).to_numpy()])
-        entry = {
-            "heading": f"{name} ({_modality(name, info)}, {'SYNTHETIC' if _is_synthetic(name, info, runs) else 'real'} data)",
-            "table": _table(shown[in_table].drop(columns=["Dataset", "Data", "Accuracy"])),
-            "predictive": None if predictive.empty else _table(predictive),
-            "calibration": _calibration_table(mine),
-            "problem": None,
-        }
-        try:
-            section["roc"].append(_figure(plot_roc_pr(mine, vertical=True), f"roc_pr_{name}",
-                                          f"{name}: ROC and precision-recall on the test split", files))
-            section["confusion"].append(_figure(plot_confusion_matrices(mine, ncols=2), f"confusion_{name}",
-                                                f"{name}: confusion matrices at the validation-chosen threshold", files))
-        except ValueError as error:
-            entry["problem"] = f"No figures for {name}: {error}."
-        section["datasets"].append(entry)
-    return section
+        for (_, task), mine in tasks.items():
+            task_info = reference_run(mine).dataset_info
+            columns[f"{name} ({task})"] = _dataset_summary(name, task_info, mine)
+            infos.append((f"{name} ({task})", task_info))
+    table = pd.DataFrame(columns)
+    notes = list(dict.fromkeys(f"{name}: {note}" for name, info in infos for note in (info or {}).get("notes") or []))
+    return {"table": cells(table.fillna("-").rename_axis("").reset_index()), "notes": notes}
 
 
 def _external_section(root: Path, table: pd.DataFrame | None) -> dict | None:
@@ -265,16 +195,16 @@ def _external_section(root: Path, table: pd.DataFrame | None) -> dict | None:
     records = read_external(root)
     if not records:
         return None
-    internal = {} if table is None else {(r.dataset, r.model): r.auc for r in table.itertuples()}
+    internal = {} if table is None else {(r.dataset, run_name(r.model, r.task)): r.auc for r in table.itertuples()}
     extra = [key for record in records for key in record
              if key not in (*EXTERNAL_KEYS, "file") and not isinstance(record[key], dict | list)]
     rows = []
     for record in records:
-        row = {key.replace("_", " "): _number(record.get(key)) for key in [*EXTERNAL_KEYS, *dict.fromkeys(extra)]}
-        row["internal test AUC"] = _number(internal.get((record.get("trained_on"), record.get("model"))))
+        row = {key.replace("_", " "): number(record.get(key)) for key in [*EXTERNAL_KEYS, *dict.fromkeys(extra)]}
+        row["internal test AUC"] = number(internal.get((record.get("trained_on"), record.get("model"))))
         row["file"] = record["file"]
         rows.append(row)
-    return _table(pd.DataFrame(rows))
+    return cells(pd.DataFrame(rows))
 
 
 def _read_timings(root: Path):
@@ -300,7 +230,7 @@ def _timings_section(root: Path) -> dict | None:
                            "time": _duration(t.get("seconds")), "profile": t.get("profile", "-"),
                            "dataset": t.get("dataset", "-")} for t in rows])
     total = sum(t["seconds"] for t in rows if isinstance(t.get("seconds"), int | float))
-    return {"table": _table(table), "total": _duration(total)}
+    return {"table": cells(table), "total": _duration(total)}
 
 
 def _environment_section(runs: list[Run]) -> dict | None:
@@ -313,7 +243,7 @@ def _environment_section(runs: list[Run]) -> dict | None:
             values.setdefault(key, {})[str(value)] = None
     if not values:
         return None
-    return _table(pd.DataFrame({"": list(values), "value": [" | ".join(v) for v in values.values()]}))
+    return cells(pd.DataFrame({"": list(values), "value": [" | ".join(v) for v in values.values()]}))
 
 
 def _next_steps() -> list[str]:
@@ -331,17 +261,18 @@ def _context(root: Path, runs: list[Run], *, n_boot: int, seed: int) -> dict:
     for stale in files.glob("*.png"):
         stale.unlink()
     datasets = _datasets(root, runs)
-    table = comparison_table(runs, n_boot=n_boot, seed=seed) if runs else None
-    has_results = table is not None and not table.empty
+    headings = {name: _heading(name, info, runs) for name, info in datasets.items()}
+    results = report_results.results_section(runs, headings, files=files, n_boot=n_boot, seed=seed)
     return {
         "title": TITLE, "generated": f"{datetime.now():%Y-%m-%d %H:%M}", "root": str(root), "disclaimer": DISCLAIMER,
-        "banners": _banners(datasets, runs, table),
+        "banners": _banners(datasets, runs, results["different"] if results else []),
         "datasets": _dataset_section(datasets, runs),
-        "how_to_read": HOW_TO_READ, "text": {**TEXT, "no_results": TEXT["no_results"].format(root=root)},
+        "how_to_read": HOW_TO_READ,
+        "text": {**TEXT, **report_results.TEXT, "no_results": TEXT["no_results"].format(root=root)},
         "n_boot": n_boot,
-        "results": _results_section(table, runs, datasets, files) if has_results else None,
-        "next_steps": None if has_results else _next_steps(),
-        "external": _external_section(root, table),
+        "results": results,
+        "next_steps": None if results else _next_steps(),
+        "external": _external_section(root, results["table"] if results else None),
         "timings": _timings_section(root),
         "environment": _environment_section(runs),
     }

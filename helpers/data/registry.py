@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from helpers.constants import LABELS, MARKER_SUFFIX
+from helpers.constants import LABELS, MARKER_SUFFIX, NEGATIVE, PNEUMONIA, POSITIVE
 
 MANIFEST_COLUMNS = ["path", "label", "patient_id", "source", "modality", "view", "sex", "age", "split"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".dcm"})
@@ -127,16 +127,23 @@ def finding_notes(source: str, findings: Iterable[str], classes: tuple[str, ...]
     ]
 
 
+def _classes_named(labels: tuple[str, ...]) -> str:
+    """``"both COVID and NORMAL"``, ``"all of NORMAL, PNEUMONIA and COVID"``."""
+    return f"both {labels[0]} and {labels[1]}" if len(labels) == 2 else f"all of {', '.join(labels[:-1])} and {labels[-1]}"
+
+
 def mixed_patient_note(source: str, rows: pd.DataFrame) -> list[str]:
-    labels = rows.groupby("patient_id")["label"].nunique()
-    mixed = int((labels > 1).sum())
-    if not mixed:
+    """A note counting the patients with images of more than one class, per combination of classes."""
+    order = {label: i for i, label in enumerate((POSITIVE, NEGATIVE, PNEUMONIA))}
+    labels = rows.groupby("patient_id")["label"].agg(lambda values: tuple(sorted(set(values), key=order.get)))
+    combinations = labels[labels.map(len) > 1].value_counts()
+    if combinations.empty:
         return []
+    counts = ", ".join(f"{n} patients have {_classes_named(combination)} images"
+                       for combination, n in combinations.items())
     return [
-        (
-            f"{source}: {mixed} patients have both COVID and NORMAL images (for example a negative "
-            "follow-up); a patient-level split keeps each of them on one side"
-        )
+        f"{source}: {counts} (for example a follow-up study with another finding); a patient-level split keeps "
+        "each of them on one side"
     ]
 
 

@@ -4,7 +4,8 @@
   predictive values at other prevalences, the majority baseline, thresholds chosen on validation.
 - :mod:`~helpers.evaluation.bootstrap`: the one patient-level bootstrap (intervals resample patients).
 - :mod:`~helpers.evaluation.tables`: runs (from :func:`helpers.runs.read_runs`) compared on one test
-  set next to the majority baseline, and their display.
+  set next to the majority baseline, tasks side by side, and their display.
+- :mod:`~helpers.evaluation.multiclass`: three classes (confusion, per-class intervals, macro AUC).
 
 No TensorFlow here.
 """
@@ -19,6 +20,7 @@ from helpers.evaluation.metrics import (
     choose_threshold,
     majority_baseline,
     majority_class,
+    negative_name,
     predictive_values,
     to_binary,
 )
@@ -31,12 +33,14 @@ from helpers.evaluation.tables import (
     comparison_table,
     format_comparison,
     format_interval,
+    format_tasks,
     reference_run,
+    task_comparison,
 )
 
 __all__ = [
     "BASELINE", "DIFFERENT", "DISPLAY_METRICS", "METRICS", "PREVALENCES", "SAME", "UNKNOWN", "binary_metrics",
     "bootstrap_ci", "brier_score", "calibration", "choose_threshold", "comparison_table", "format_comparison",
-    "format_interval", "majority_baseline", "majority_class", "metrics_with_ci", "patient_draws",
-    "predictive_values", "reference_run", "to_binary",
+    "format_interval", "format_tasks", "majority_baseline", "majority_class", "metrics_with_ci", "negative_name",
+    "patient_draws", "predictive_values", "reference_run", "task_comparison", "to_binary",
 ]

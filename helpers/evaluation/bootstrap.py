@@ -27,7 +27,7 @@ def patient_draws(groups: np.ndarray, *, n_boot: int, seed: int) -> np.ndarray:
     return np.bincount((drawn + offsets).ravel(), minlength=n_boot * n_groups).reshape(n_boot, n_groups)
 
 
-def _group_codes(predictions: pd.DataFrame, group: str | None) -> np.ndarray:
+def group_codes(predictions: pd.DataFrame, group: str | None) -> np.ndarray:
     """Integer code of each row's resampling unit (a patient, or the image itself when ``group`` is None)."""
     if group is None:
         return np.arange(len(predictions))
@@ -38,7 +38,7 @@ def _per_group(groups: np.ndarray, mask: np.ndarray, n_groups: int) -> np.ndarra
     return np.bincount(groups[mask], minlength=n_groups).astype(float)
 
 
-def _replicate_auc(draws: np.ndarray, groups: np.ndarray, y: np.ndarray, prob: np.ndarray) -> np.ndarray:
+def replicate_auc(draws: np.ndarray, groups: np.ndarray, y: np.ndarray, prob: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUC of every resample, ties counted half, without building the resamples."""
     levels, level = np.unique(prob, return_inverse=True)
     shape = (draws.shape[1], len(levels))
@@ -54,13 +54,13 @@ def _replicate_auc(draws: np.ndarray, groups: np.ndarray, y: np.ndarray, prob: n
     return ratio(concordant, positives.sum(axis=1) * negatives.sum(axis=1))
 
 
-def _replicates(
+def replicates(
     predictions: pd.DataFrame, threshold: float, metrics, *, n_boot: int, seed: int, group: str | None
 ):
     """Bootstrap distribution of each named metric (NaN where a resample leaves it undefined)."""
     y = to_binary(predictions["y_true"])
     prob = predictions["probability"].to_numpy(float)
-    groups = _group_codes(predictions, group)
+    groups = group_codes(predictions, group)
     n_groups = groups.max() + 1
     draws = patient_draws(groups, n_boot=n_boot, seed=seed).astype(float)
     predicted = prob >= threshold
@@ -70,11 +70,12 @@ def _replicates(
     ]
     rates = confusion_rates(*counts)
     if "auc" in metrics:
-        rates["auc"] = _replicate_auc(draws, groups, y, prob)
+        rates["auc"] = replicate_auc(draws, groups, y, prob)
     return {name: rates[name] for name in metrics}
 
 
-def _percentile_interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The central ``1 - alpha`` percentile interval of bootstrap values, NaNs left out (NaN, NaN when all are)."""
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return float("nan"), float("nan")
@@ -104,8 +105,8 @@ def bootstrap_ci(
     images instead (too narrow when patients have several images; shown in the course for comparison only).
     """
     _check(predictions, [metric], group)
-    values = _replicates(predictions, threshold, [metric], n_boot=n_boot, seed=seed, group=group)[metric]
-    return _percentile_interval(values, alpha)
+    values = replicates(predictions, threshold, [metric], n_boot=n_boot, seed=seed, group=group)[metric]
+    return percentile_interval(values, alpha)
 
 
 def metrics_with_ci(
@@ -116,10 +117,10 @@ def metrics_with_ci(
     _check(predictions, metrics, group)
     point = binary_metrics(predictions["y_true"], predictions["probability"].to_numpy(float), threshold)
     point["ppv"] = point["precision"]
-    replicates = _replicates(predictions, threshold, list(metrics), n_boot=n_boot, seed=seed, group=group)
+    by_metric = replicates(predictions, threshold, list(metrics), n_boot=n_boot, seed=seed, group=group)
     rows = []
     for name in metrics:
-        low, high = _percentile_interval(replicates[name], alpha)
+        low, high = percentile_interval(by_metric[name], alpha)
         estimate = np.nan if point[name] is None else point[name]
         rows.append({"metric": name, "estimate": estimate, "low": low, "high": high})
     table = pd.DataFrame(rows).set_index("metric")

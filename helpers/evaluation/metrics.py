@@ -1,7 +1,8 @@
 """Metrics of a binary classifier: threshold metrics, AUC, calibration, predictive values, baselines, thresholds.
 
-Conventions: ``y_true`` is 1 for COVID and 0 for NORMAL, ``prob`` is the model's
-probability of COVID, and an image is called COVID when ``prob >= threshold``.
+Conventions: ``y_true`` is 1 for COVID and 0 for the rest (NORMAL, PNEUMONIA, or both for three
+classes: :func:`negative_name`), ``prob`` is the model's probability of COVID, and an image is called
+COVID when ``prob >= threshold``.
 Thresholds are chosen on the validation split only; the test split is never used for a choice.
 """
 
@@ -12,7 +13,7 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score, roc_curve
 
-from helpers.constants import NEGATIVE, POSITIVE
+from helpers.constants import LABELS, NEGATIVE, POSITIVE
 
 METRICS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy")
 PREVALENCES = (0.01, 0.05, 0.2, 0.5)
@@ -101,19 +102,33 @@ def predictive_values(sensitivity: float, specificity: float, prevalences=PREVAL
     return pd.DataFrame({"prevalence": p, "ppv": ppv, "npv": npv})
 
 
+def negative_name(classes=LABELS) -> str:
+    """What "not COVID" is for a task's classes: ``NORMAL``, ``PNEUMONIA``, or ``not COVID (NORMAL or PNEUMONIA)``."""
+    rest = [label for label in classes if label != POSITIVE]
+    return rest[0] if len(rest) == 1 else f"not {POSITIVE} ({' or '.join(rest)})"
+
+
 def majority_class(train_labels) -> int:
-    """The most frequent class of the training labels (1 = COVID); a tie goes to NORMAL."""
+    """The most frequent class of the training labels (1 = COVID); a tie goes to the negative class."""
     y = to_binary(train_labels)
     return int(y.sum() > len(y) - y.sum())
 
 
-def majority_baseline(train_labels, test_true) -> dict:
-    """Metrics of always predicting the training majority class: the bar every model must clear."""
+def majority_baseline(train_labels, test_true, *, classes=None) -> dict:
+    """Metrics of always predicting the training majority class: the bar every model must clear.
+
+    ``majority_class`` names it in the task's ``classes`` (e.g. PNEUMONIA for covid-vs-pneumonia); without
+    them, the non-COVID class of the training labels when they are names, else NORMAL.
+    """
+    if classes is None:
+        names = np.asarray(train_labels)
+        named = sorted(set(names.tolist()) - {POSITIVE}) if names.dtype.kind in "OUS" else []
+        classes = (*(named or [NEGATIVE]), POSITIVE)
     majority = majority_class(train_labels)
     y = to_binary(test_true)
     metrics = binary_metrics(y, np.full(len(y), float(majority)), threshold=0.5)
     metrics["auc"] = 0.5
-    metrics["majority_class"] = POSITIVE if majority else NEGATIVE
+    metrics["majority_class"] = POSITIVE if majority else negative_name(classes)
     return metrics
 
 
@@ -129,7 +144,7 @@ def choose_threshold(y_true, prob, *, rule: str = "youden", target: float = 0.95
     """
     y = to_binary(y_true)
     if not 0 < y.sum() < len(y):
-        raise ValueError("choosing a threshold needs both COVID and NORMAL images in the validation data")
+        raise ValueError("choosing a threshold needs both COVID and non-COVID images in the validation data")
     fpr, tpr, thresholds = roc_curve(y, np.asarray(prob, float), drop_intermediate=False)
     fpr, tpr, thresholds = fpr[1:], tpr[1:], thresholds[1:]  # the first point predicts nothing positive
     if rule == "youden":

@@ -17,11 +17,11 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from helpers.constants import POSITIVE
 from helpers.evaluation.bootstrap import (
-    _group_codes,
-    _percentile_interval,
-    _replicate_auc,
+    group_codes,
     metrics_with_ci,
     patient_draws,
+    percentile_interval,
+    replicate_auc,
 )
 from helpers.evaluation.metrics import choose_threshold, ratio
 
@@ -40,6 +40,12 @@ def predictions_table(
     frame.insert(0, "y_true", names)
     frame["patient_id"] = np.arange(len(frame)).astype(str) if patient_id is None else np.asarray(patient_id)
     return frame
+
+
+def run_predictions(run, split: str = "test") -> pd.DataFrame:
+    """A multi-class run's (:class:`helpers.runs.Run`) rows of ``split`` as this module's frame (``y_true`` the class)."""
+    rows = run.split(split)
+    return rows.assign(y_true=rows["label"])[["y_true", *probability_columns(run.classes), "patient_id"]]
 
 
 def _indices(predictions: pd.DataFrame, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,7 +89,7 @@ def per_class_with_ci(
     """
     true, predicted, prob = _indices(predictions, classes)
     k = len(classes)
-    groups = _group_codes(predictions, group)
+    groups = group_codes(predictions, group)
     n_groups = groups.max() + 1
     cells = np.zeros((n_groups, k * k))
     np.add.at(cells, (groups, true * k + predicted), 1)  # each patient's confusion counts
@@ -95,13 +101,24 @@ def per_class_with_ci(
         row = {"class": label, "n": int((true == i).sum())}
         for name, point, values in (("sensitivity", point_sensitivity, sensitivity), ("ppv", point_ppv, ppv)):
             row[name] = float(point[i])
-            row[f"{name}_low"], row[f"{name}_high"] = _percentile_interval(values[:, i], alpha)
+            row[f"{name}_low"], row[f"{name}_high"] = percentile_interval(values[:, i], alpha)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("class")
-    auc = np.mean([_replicate_auc(draws, groups, (true == i).astype(int), prob[:, i]) for i in range(k)], axis=0)
-    table.attrs.update(macro_auc=(macro_auc(predictions, classes), *_percentile_interval(auc, alpha)),
+    auc = np.mean([replicate_auc(draws, groups, (true == i).astype(int), prob[:, i]) for i in range(k)], axis=0)
+    table.attrs.update(macro_auc=(macro_auc(predictions, classes), *percentile_interval(auc, alpha)),
                        n_boot=n_boot, alpha=alpha, group=group)
     return table
+
+
+def format_per_class(table: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
+    """The display version of :func:`per_class_with_ci`: images, sensitivity and PPV as ``"0.91 (0.85-0.96)"``."""
+    from helpers.evaluation.tables import format_interval
+
+    shown = pd.DataFrame({"images": table["n"]}, index=table.index)
+    for name, title in (("sensitivity", "Sensitivity"), ("ppv", "PPV")):
+        shown[title] = [format_interval(row[name], row[f"{name}_low"], row[f"{name}_high"], digits=digits)
+                        for _, row in table.iterrows()]
+    return shown
 
 
 def covid_vs_rest(predictions: pd.DataFrame) -> pd.DataFrame:

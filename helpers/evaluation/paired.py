@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.evaluation import binary_metrics, to_binary
-from helpers.evaluation.bootstrap import _percentile_interval, _replicates
+from helpers.evaluation.bootstrap import percentile_interval, replicates
 
 PAIRED_METRICS = ("auc", "sensitivity", "specificity")
 COLUMNS = ("path", "patient_id", "y_true", "probability")
@@ -79,14 +79,14 @@ def paired_difference(
     a, b = _model(both, "a"), _model(both, "b")
     kept = list(PAIRED_METRICS)
     draws = {
-        side: _replicates(frame, threshold, kept, n_boot=n_boot, seed=seed, group=group)
+        side: replicates(frame, threshold, kept, n_boot=n_boot, seed=seed, group=group)
         for side, frame, threshold in (("a", a, threshold_a), ("b", b, threshold_b))
     }
     point_a = binary_metrics(a["y_true"], a["probability"], threshold_a)
     point_b = binary_metrics(b["y_true"], b["probability"], threshold_b)
     rows = []
     for name in kept:
-        low, high = _percentile_interval(draws["a"][name] - draws["b"][name], alpha)
+        low, high = percentile_interval(draws["a"][name] - draws["b"][name], alpha)
         value_a, value_b = (np.nan if p[name] is None else p[name] for p in (point_a, point_b))
         rows.append({"metric": name, "a": value_a, "b": value_b, "difference": value_a - value_b,
                      "low": low, "high": high})
@@ -172,22 +172,30 @@ def patient_vs_image_interval(
 ) -> pd.DataFrame:
     """The same metric's interval drawing patients and drawing images: rows ``patients``, ``images``.
 
-    Columns ``low, high, width``; ``attrs["note"]`` explains the result. When every patient has
-    one image the two resamplings are the same and so are the intervals; with several images per
-    patient drawing images treats correlated images as independent and gives too narrow an interval.
+    Columns ``low, high, width``; ``attrs["note"]`` explains the result and ``attrs["coincide"]`` says
+    whether the two intervals are the same. When every patient has one image the two resamplings are
+    the same and so are the intervals; a perfect score (every resample the same value) leaves nothing
+    to vary either. With several images per patient drawing images treats correlated images as
+    independent and gives too narrow an interval.
     """
     rows = {}
     for unit, group in (("patients", "patient_id"), ("images", None)):
-        values = _replicates(predictions, threshold, [metric], n_boot=n_boot, seed=seed, group=group)[metric]
-        low, high = _percentile_interval(values, alpha)
+        values = replicates(predictions, threshold, [metric], n_boot=n_boot, seed=seed, group=group)[metric]
+        low, high = percentile_interval(values, alpha)
         rows[unit] = {"low": low, "high": high, "width": high - low}
     table = pd.DataFrame.from_dict(rows, orient="index")
     n_images, n_patients = len(predictions), int(predictions["patient_id"].nunique())
     if n_images == n_patients:
         note = (f"patients = images ({n_images}): every patient has one image, so drawing patients is drawing "
                 "images and the two intervals coincide; the difference shows only with several images per patient")
+    elif (table["width"] == 0).all() and table["low"].nunique() == 1:
+        note = (f"{n_images} images of {n_patients} patients, but every resample gives {metric} = "
+                f"{table['low'].iloc[0]:.3f}: a perfect score leaves nothing to vary, so the two intervals coincide; "
+                "the difference shows only on a score below perfect")
     else:
         note = (f"{n_images} images of {n_patients} patients: images of one patient are not independent evidence, "
                 "so the interval drawing images is usually too narrow; report the one drawing patients")
-    table.attrs.update(metric=metric, note=note, n_images=n_images, n_patients=n_patients, n_boot=n_boot)
+    coincide = bool(np.allclose(table.loc["patients"], table.loc["images"], equal_nan=True))
+    table.attrs.update(metric=metric, note=note, coincide=coincide, n_images=n_images, n_patients=n_patients,
+                       n_boot=n_boot)
     return table

@@ -4,7 +4,8 @@ Class weights and long training make a network over-confident: its probabilities
 and 1. Temperature scaling (Guo et al. 2017) divides the model's logit by one number ``T``
 chosen to minimise the log loss on the validation split: ``T > 1`` softens over-confident
 probabilities, ``T < 1`` sharpens timid ones. Dividing by a positive number keeps the order of
-the scores, so the AUC is exactly the same; a threshold on the probability moves with it
+the scores, so the AUC is exactly the same (in float64: only a T far below 1 could round two very
+confident scores to the same 1.0); a threshold on the probability moves with it
 (:meth:`Calibration.apply` it to the threshold too). Stored in ``metrics.json`` as
 ``"calibration": {"method": "temperature", "T": ...}`` (:meth:`Calibration.to_dict`).
 

@@ -1,4 +1,4 @@
-"""What notebook 05 explains: which runs get Grad-CAM, on which images, and the best run's operating points.
+"""What notebook 05 explains: which run gets Grad-CAM (and what its grid covers), on which images, and operating points.
 
 :func:`operating_points` is evaluation, not explanation: it stays here until ``helpers.evaluation``
 (another owner) has a home for it.
@@ -15,14 +15,37 @@ from helpers.images import load_images
 from helpers.runs import Run
 
 
-def gradcam_runs(runs: list[Run]) -> list[Run]:
-    """The first CNN and the first transfer model with a saved Keras model (hybrids have none)."""
-    from helpers.models import BACKBONES
-
+def gradcam_run(runs: list[Run], choice: str = "best") -> Run:
+    """The run Grad-CAM explains: ``"best"`` (the best validation AUC among the runs with a Keras model; hybrids
+    have no convolution of their own to take a gradient through) or the run of that model (or folder) name."""
     saved = [run for run in runs if run.kind == "keras"]
-    cnn = [run for run in saved if run.model.startswith("cnn")]
-    transfer = [run for run in saved if run.model in BACKBONES]
-    return cnn[:1] + transfer[:1]
+    if not saved:
+        raise ValueError("no run with a saved Keras model for Grad-CAM (hybrids have none): run notebook 02 or 03")
+    if choice == "best":
+        return max(saved, key=lambda run: _val_auc(run))
+    named = [run for run in saved if choice in (run.model, run.name)]
+    if not named:
+        raise ValueError(f"GRADCAM_MODEL = {choice!r}: no saved Keras model of that name; choose 'best' or one of "
+                         f"{sorted(run.name for run in saved)}")
+    return named[0]
+
+
+def _val_auc(run: Run) -> float:
+    auc = (run.metrics.get("val") or {}).get("auc")
+    return -np.inf if auc is None else float(auc)
+
+
+def grid_sentence(model, *, name: str | None = None, layer: str | None = None) -> str:
+    """What one cell of a Grad-CAM map covers, read from the layer's output shape and the model's input size."""
+    from helpers.models import gradcam_layer, input_size
+
+    layer = layer or gradcam_layer(model)
+    height, width = (int(n) for n in model.get_layer(layer).output.shape[1:3])
+    size = input_size(model)
+    exact = size % height == 0 and size % width == 0
+    cell = f"{size // height}x{size // width}" if exact else f"about {size / height:.1f}x{size / width:.1f}"
+    return (f"the last convolutional layer of {name or model.name} is {layer} with a {height}x{width} grid: "
+            f"each cell covers {cell} pixels of the {size}px input")
 
 
 def operating_points(run: Run, thresholds: dict[str, float], *, n_boot: int = 1000) -> pd.DataFrame:

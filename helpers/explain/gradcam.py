@@ -12,12 +12,14 @@ The API, shared by the evaluation notebook, the CLI and the upload demo:
 - :func:`gradcam` ``(model, images, *, layer=None) -> N x H x W`` maps in 0..1
   at each image's original size;
 - :func:`overlay` ``(gray, heatmap, *, alpha=0.4) -> H x W x 3 uint8``;
-- the figure, ``helpers.plots.plot_gradcam_grid``.
+- the figure, ``helpers.plots.plot_gradcam_grid``;
+- the pieces :mod:`helpers.explain.sanity` shares: :func:`model_input`, :func:`weighted_activation`, :func:`upsample`.
 
-The gradient is taken of the *logit* (the input of the final sigmoid), not of
-the probability: the sigmoid is flat near 0 and 1, where the gradient of the
-probability vanishes (and underflows in float16 under mixed precision), which
-would blank the map of exactly the most confident predictions. Everything is
+The gradient is taken of the COVID *logit* (the input of the final sigmoid; for a
+three-class softmax, its COVID unit's score), not of the probability: the sigmoid
+is flat near 0 and 1, where the gradient of the probability vanishes (and
+underflows in float16 under mixed precision), which would blank the map of
+exactly the most confident predictions. Everything is
 computed in float32. TensorFlow is imported where the gradient is taken, so
 :func:`overlay` (and the figures) work without it.
 """
@@ -52,11 +54,11 @@ def gradcam(model: keras.Model, images, *, layer: str | None = None) -> np.ndarr
     height, width = images.shape[1:3]
     if len(images) == 0:
         return np.zeros((0, height, width), np.float32)
-    maps = _class_activation(model, _model_input(images, input_size(model)), layer or gradcam_layer(model))
-    return np.stack([_upsample(m, height, width) for m in maps])
+    maps = _class_activation(model, model_input(images, input_size(model)), layer or gradcam_layer(model))
+    return np.stack([upsample(m, height, width) for m in maps])
 
 
-def _model_input(images: np.ndarray, size: int) -> np.ndarray:
+def model_input(images: np.ndarray, size: int) -> np.ndarray:
     """``N x size x size x 3`` float32 in 0..255, the way training fed the model."""
     return np.stack([resize(image, size) if image.ndim == 3 else to_rgb(resize(image, size))
                      for image in images]).astype(np.float32)
@@ -96,25 +98,30 @@ def _features_model(model: keras.Model, layer: str):
         names = ", ".join(item.name for item in model.layers[-8:])
         raise ValueError(f"model {model.name!r} has no layer {layer!r} for Grad-CAM (last layers: {names})") from None
     head = model.layers[-1]
-    sigmoid_dense = (isinstance(head, keras.layers.Dense) and head.activation is keras.activations.sigmoid
-                     and head.units == 1)
-    if sigmoid_dense:
+    dense = isinstance(head, keras.layers.Dense) and (
+        (head.activation is keras.activations.sigmoid and head.units == 1)
+        or (head.activation is keras.activations.softmax and head.units > 1))
+    if dense:
         return keras.Model(model.input, [target, head.input]), head
     return keras.Model(model.input, [target, model.output]), None
 
 
 def _logit(last, head):
-    """The COVID logit, float32: applied by hand from the final Dense layer, or the model's output otherwise."""
+    """The COVID logit, float32: applied by hand from the final Dense layer, or the model's output otherwise.
+
+    COVID is the last unit: the one sigmoid, or a softmax's last class (its score before the softmax).
+    """
     import tensorflow as tf
 
     last = tf.cast(last, tf.float32)
     if head is None:
-        return last[:, 0]
+        return last[:, -1]
     kernel, bias = (tf.cast(w, tf.float32) for w in (head.kernel, head.bias))
-    return (tf.matmul(last, kernel) + bias)[:, 0]
+    return (tf.matmul(last, kernel) + bias)[:, -1]
 
 
-def _upsample(cam: np.ndarray, height: int, width: int) -> np.ndarray:
+def upsample(cam: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A map (``h x w``) resized bilinearly to ``height x width`` and clipped to 0..1."""
     resized = np.asarray(Image.fromarray(cam.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR))
     return np.clip(resized, 0.0, 1.0)
 
@@ -130,6 +137,6 @@ def overlay(gray: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4, cmap: 
     rgb = gray if gray.ndim == 3 else to_rgb(gray)
     heatmap = np.asarray(heatmap, np.float32)
     if heatmap.shape != rgb.shape[:2]:
-        heatmap = _upsample(heatmap, *rgb.shape[:2])
+        heatmap = upsample(heatmap, *rgb.shape[:2])
     colours = matplotlib.colormaps[cmap](np.clip(heatmap, 0, 1))[..., :3] * 255.0
     return np.clip((1 - alpha) * rgb + alpha * colours, 0, 255).astype(np.uint8)

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from helpers.constants import NEGATIVE, POSITIVE
-from helpers.explain.gradcam import _model_input, _upsample, weighted_activation
+from helpers.explain.gradcam import model_input, upsample, weighted_activation
 from helpers.models import gradcam_layer, input_size
 
 TARGETS = ("predicted", "covid", "normal")
@@ -53,15 +53,14 @@ def gradcam_batch(
     """
     images = np.asarray(images)
     height, width = images.shape[1:3]
-    cams, logit = raw_class_activation(model, _model_input(images, input_size(model)), layer or gradcam_layer(model),
-                                       target=target, threshold=threshold)
+    cams, probability = raw_class_activation(model, model_input(images, input_size(model)),
+                                             layer or gradcam_layer(model), target=target, threshold=threshold)
     peaks = cams.max(axis=(1, 2))
     scale = float(peaks.max()) if scale is None else float(scale)
     shared = cams / scale if scale > 0 else np.zeros_like(cams)
-    probability = 1 / (1 + np.exp(-logit))
     covid = _covid_target(target, probability, threshold)
     return GradcamBatch(
-        maps=np.stack([_upsample(np.minimum(m, 1.0), height, width) for m in shared]),
+        maps=np.stack([upsample(np.minimum(m, 1.0), height, width) for m in shared]),
         peaks=peaks, scale=scale, classes=[POSITIVE if c else NEGATIVE for c in covid], probability=probability,
     )
 
@@ -81,14 +80,23 @@ def _covid_target(target, probability: np.ndarray, threshold: float) -> np.ndarr
 def raw_class_activation(
     model: keras.Model, batch: np.ndarray, layer: str, *, target="covid", threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unscaled Grad-CAM maps (N x h x w, at the layer's resolution) of the target class, and the COVID logits.
+    """Unscaled Grad-CAM maps (N x h x w, at the layer's resolution) of the target class, and P(COVID).
 
     The NORMAL class's score is the negative COVID logit, so its map is the negative part of the
-    channel-weighted sum whose positive part is the COVID map: the evidence against COVID.
+    channel-weighted sum whose positive part is the COVID map: the evidence against COVID (for a
+    three-class model, against COVID whatever the other class).
     """
     weighted, logit = weighted_activation(model, batch, layer)
-    sign = np.where(_covid_target(target, 1 / (1 + np.exp(-logit)), threshold), 1.0, -1.0)
-    return np.maximum(sign[:, None, None] * weighted, 0.0), logit
+    probability = covid_probability(model, batch, logit)
+    sign = np.where(_covid_target(target, probability, threshold), 1.0, -1.0)
+    return np.maximum(sign[:, None, None] * weighted, 0.0), probability
+
+
+def covid_probability(model: keras.Model, batch: np.ndarray, logit: np.ndarray) -> np.ndarray:
+    """P(COVID): the sigmoid of the COVID logit, or a softmax model's COVID (last) output."""
+    if model.output_shape[-1] == 1:
+        return 1 / (1 + np.exp(-logit))
+    return np.asarray(model(batch, training=False), np.float64)[:, -1]
 
 
 def _weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -17,8 +17,9 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from helpers.constants import NEGATIVE, POSITIVE, SYNTHETIC_MARK
+from helpers.constants import POSITIVE, SYNTHETIC_MARK
 from helpers.evaluation import binary_metrics, calibration, to_binary
+from helpers.evaluation.metrics import negative_name
 from helpers.runs import Run
 
 # =========================================================================================
@@ -62,7 +63,7 @@ def _where(items, split: str) -> str:
 def _two_class(runs: list[Run], split: str):
     curves = [item for item in _labelled(runs, split) if 0 < item[2].sum() < len(item[2])]
     if not curves:
-        raise ValueError(f"no run has both {POSITIVE} and {NEGATIVE} images in its {split} predictions")
+        raise ValueError(f"no run has both {POSITIVE} and non-{POSITIVE} images in its {split} predictions")
     return curves
 
 
@@ -105,22 +106,33 @@ def plot_roc_pr(runs: list[Run], split: str = "test", *, vertical: bool = False)
     return fig
 
 
+def draw_counts(ax, counts: np.ndarray, labels) -> None:
+    """A confusion matrix on ``ax``: rows true, columns predicted, each cell its count and its row's share."""
+    counts = np.asarray(counts)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), count in np.ndenumerate(counts):
+        color = "white" if shares[row, col] > 0.6 else "black"
+        ax.text(col, row, f"{count}\n({shares[row, col]:.0%})", ha="center", va="center", color=color)
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
+    ax.set(xlabel="predicted", ylabel="true")
+
+
 def plot_confusion_matrices(runs: list[Run], split: str = "test", *, ncols: int = 3):
-    """One confusion matrix per model at its val-chosen threshold: counts and share of each true class."""
+    """One confusion matrix per model at its val-chosen threshold: counts and share of each true class.
+
+    COVID against the rest: for a three-class run the rest is NORMAL and PNEUMONIA together.
+    """
     items = _labelled(runs, split)
     ncols = min(ncols, len(items))
     nrows = math.ceil(len(items) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.6 * nrows), squeeze=False)
     for ax, (label, run, y, prob) in zip(axes.flat, items, strict=False):
-        counts = np.asarray(binary_metrics(y, prob, run.threshold)["confusion_matrix"])
-        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-        for (row, col), count in np.ndenumerate(counts):
-            color = "white" if shares[row, col] > 0.6 else "black"
-            ax.text(col, row, f"{count}\n({shares[row, col]:.0%})", ha="center", va="center", color=color)
-        ax.set_xticks([0, 1], [NEGATIVE, POSITIVE])
-        ax.set_yticks([0, 1], [NEGATIVE, POSITIVE])
-        ax.set(xlabel="predicted", ylabel="true", title=f"{label}\nthreshold {run.threshold:.2f}")
+        counts = binary_metrics(y, prob, run.threshold)["confusion_matrix"]
+        draw_counts(ax, counts, [negative_name(run.classes).replace(" (", "\n("), POSITIVE])
+        ax.set_title(f"{label}\nthreshold {run.threshold:.2f}")
     for ax in axes.flat[len(items) :]:
         ax.set_visible(False)
     synthetic_title(
@@ -325,3 +337,4 @@ def plot_forest(table, *, metric: str = "auc", title: str | None = None):
 # Figures with a module of their own, re-exported here: `from helpers import plots` gives every figure.
 from helpers.plots.gradcam import plot_gradcam_grid, plot_outcome_gradcam, plot_shortcut_gradcam  # noqa: E402, F401
 from helpers.plots.hybrid import plot_boosting, plot_feature_importance, plot_importance_map, plot_time_breakdown  # noqa: E402, F401
+from helpers.plots.multiclass import plot_multiclass_confusion  # noqa: E402, F401

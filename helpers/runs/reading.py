@@ -12,8 +12,16 @@ import pandas as pd
 
 from helpers.data import dataset_info
 from helpers.data.tasks import DEFAULT_TASK
-from helpers.runs.artifacts import MODEL_FILES, NOT_RUN_FOLDERS, PREDICTION_COLUMNS, REQUIRED_COLUMNS, RETRAIN, Run, \
-    RunError, model_file
+from helpers.runs.artifacts import (
+    MODEL_FILES,
+    NOT_RUN_FOLDERS,
+    PREDICTION_COLUMNS,
+    REQUIRED_COLUMNS,
+    RETRAIN,
+    Run,
+    RunError,
+    model_file,
+)
 from helpers.runs.saving import output_root
 
 # Exact floats from CSV: pandas 2 (Colab) needs float_precision="round_trip"; pandas 3 is exact and deprecates it.

@@ -9,6 +9,9 @@
 # - how to choose a decision threshold on the validation split for a screening goal (few missed
 #   cases), and what it does on the test split;
 # - what a positive or negative call means at realistic prevalences (PPV and NPV at 1%, 5%, 20%);
+# - how to evaluate three classes (normal, other pneumonia, COVID-19) as COVID-Net does: per-class
+#   sensitivity and PPV with intervals, macro AUC, and the COVID-vs-rest operating point;
+# - how much harder "COVID-19 or another pneumonia?" is than "COVID-19 or healthy?", measured (section 12);
 # - how to compute **Grad-CAM** yourself (a gradient tape over the last convolution), compare its
 #   maps across every trained model, and what a suspicious heatmap looks like;
 # - why **external validation** (a second hospital) is the test that matters, and how a model
@@ -24,6 +27,7 @@
 
 # %% tags=["parameters"]
 DATASET = "covid19-radiography"  # X-ray; "covid-ct" for CT; "synthetic" / "synthetic-ct" offline
+TASK = "covid-vs-normal"  # or "covid-vs-pneumonia", "three-class" (helpers.data.tasks; X-ray only)
 SMOKE = False  # True: tiny data, few epochs, fewer bootstrap resamples
 STRICT = False  # True: fail instead of falling back to synthetic data
 MAX_PER_CLASS = None  # cap images per class (whole patients)
@@ -32,11 +36,13 @@ N_BOOT = 1000  # bootstrap resamples for every confidence interval
 EPOCHS = 10  # for the quick CNNs this notebook trains itself
 IMG_SIZE = 128  # for those quick CNNs
 BATCH_SIZE = 32
-GRADCAM_MODELS = "all"  # Grad-CAM of the same test images for each of these models: "all", or e.g. ["cnn", "vgg16"]
+GRADCAM_MODEL = "best"  # the model Grad-CAM explains: "best" (best validation AUC with a Keras model) or e.g. "vgg16"
+LESSON_MAX_PER_CLASS = 400  # section 12: images per class for both tasks of the lesson (None: all)
 
 # %%
 if SMOKE:
     N_BOOT, EPOCHS, IMG_SIZE = min(N_BOOT, 200), min(EPOCHS, 4), min(IMG_SIZE, 64)
+    LESSON_MAX_PER_CLASS = MAX_PER_CLASS  # the SMOKE datasets are small already
 
 # %% [markdown]
 # ## 1. The models to evaluate
@@ -44,7 +50,8 @@ if SMOKE:
 # Notebooks 02-04 wrote one folder per trained model under `outputs/<dataset>/`: the model, its
 # validation and test predictions, and the threshold chosen on the validation split. This notebook
 # trains nothing it can read from there. If the folder is empty it says which notebooks to run and
-# trains a quick CNN itself, so that every section below still runs. In Colab every notebook starts
+# trains a quick CNN itself, so that every section below still runs. Only the runs of `TASK` are read
+# (section 12 puts the tasks side by side). In Colab every notebook starts
 # in a new VM with an empty folder: `PERSIST = True` in the setup cell keeps the models of 02-04 in
 # your Google Drive, where this notebook finds them.
 
@@ -56,19 +63,22 @@ from IPython.display import display
 
 from helpers import data, evaluation, images, plots
 from helpers.constants import MARKER_SUFFIX
-from helpers.evaluation import paired, recalibration
+from helpers.evaluation import multiclass, paired, recalibration
 from helpers.explain import examples, external, sanity, shortcut
 from helpers.models import train
 from helpers.plots import review
 from helpers.runs import quick_cnn, read_runs
 
-dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS)
-runs = read_runs(dataset=dataset.name)
+dataset = data.course_dataset(DATASET, smoke=SMOKE, strict=STRICT, max_per_class=MAX_PER_CLASS, task=TASK)
+runs = read_runs(dataset=dataset.name, task=TASK)
 if not runs:  # nothing from notebooks 02-04 yet: a quick CNN, so that every section below runs
     print("No trained models yet: for the full comparison run notebooks 02-04 first. Training a quick CNN now.")
     runs = [quick_cnn(dataset, images.load_images(dataset, IMG_SIZE), name="cnn-quick", epochs=EPOCHS,
                       batch_size=BATCH_SIZE, verbose=2)]
-pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.metrics.get("img_size"),
+rest = " and ".join(dataset.classes[:-1]) + (" together" if len(dataset.classes) > 2 else "")
+print(f"Task {TASK}: classes {', '.join(dataset.classes)}. Every binary metric of sections 2-7 is COVID against "
+      f"{rest}, from the probability of COVID.")
+pd.DataFrame([{"model": run.model, "task": run.task, "weights": run.weights, "input size": run.metrics.get("img_size"),
                "threshold (chosen on val)": round(run.threshold, 3), "folder": str(run.path)} for run in runs])
 
 # %% [markdown]
@@ -83,6 +93,12 @@ pd.DataFrame([{"model": run.model, "weights": run.weights, "input size": run.met
 #
 # The `majority baseline` always answers the class most common in training. Its AUC is 0.5; a
 # model that does not clearly beat it has learned nothing useful.
+#
+# **Which question.** With `TASK = "covid-vs-normal"` the table asks "COVID-19 or healthy?". With
+# `"covid-vs-pneumonia"` or `"three-class"` it asks the same of each model's probability of COVID:
+# **COVID against the rest** (another pneumonia, or both other classes; the line printed in section 1 says
+# which), at the threshold chosen on validation. Sections 2-7 all read it that way; section 4 also shows a
+# three-class model's own answer, one class of three.
 
 # %%
 table = evaluation.comparison_table(runs, n_boot=N_BOOT)
@@ -135,14 +151,29 @@ by_unit.round(3).rename_axis(f"{best.model}: AUC drawing")
 # The image-level interval is narrower whenever patients have several images: it is the
 # interval a paper would report if it ignored who the images belong to. When every patient has
 # one image, drawing patients *is* drawing images and the two intervals are the same (the note
-# above says which case this dataset is).
-#
+# above says which case this dataset is). A perfect score leaves nothing to vary either: every
+# resample gives the same AUC, and both intervals shrink to that one value. When the two intervals
+# coincide, the comparison is repeated where patients have several images each: on the test
+# split of the synthetic X-rays of section 10, scored by its quick CNN (trained here if it is not
+# there yet; section 10 then reuses it).
+
+# %%
+if by_unit.attrs["coincide"]:
+    several = shortcut.shortcut_dataset(smoke=SMOKE)  # synthetic X-rays, several images per patient
+    several_run = quick_cnn(several, images.load_images(several, IMG_SIZE), epochs=EPOCHS, batch_size=BATCH_SIZE)
+    several_units = paired.patient_vs_image_interval(several_run.split("test"), "auc", n_boot=N_BOOT)
+    print(f"{several.name}: {several_units.attrs['note']}")
+    display(several_units.round(3).rename_axis(f"{several.name} / {several_run.model}: AUC drawing"))
+else:
+    print(f"{dataset.name}: the two intervals above differ (the note above says why).")
+
+# %% [markdown]
 # **X-ray and CT side by side.** If the other modality has been run too (for example
 # `make run-all DATASET=covid-ct` after an X-ray run), its models are listed next to these, each
 # with its own baseline, so you can compare how hard the two tasks are.
 
 # %%
-other = [run for run in read_runs() if not run.dataset.endswith(MARKER_SUFFIX)
+other = [run for run in read_runs(task=TASK) if not run.dataset.endswith(MARKER_SUFFIX)
          and run.metrics.get("modality") not in (None, dataset.modality)]
 if other:
     display(evaluation.format_comparison(evaluation.comparison_table(runs + other, n_boot=N_BOOT)))
@@ -168,9 +199,76 @@ plots.plot_roc_pr(runs);
 #
 # The four counts behind sensitivity and specificity, at each model's threshold: rows are the
 # truth, columns the call. The bottom-left cell counts the **missed COVID cases** (false negatives).
+# For a three-class model these are COVID against the other two classes together.
 
 # %%
 plots.plot_confusion_matrices(runs);
+
+# %% [markdown]
+# ### Three classes: COVID-Net's evaluation
+#
+# In a clinic the hard question is not "COVID-19 or healthy?" but "COVID-19 or another pneumonia?".
+# COVID-Net (Wang et al. 2020) answers it with three classes (normal, other pneumonia, COVID-19) and reports,
+# per class, the **sensitivity** (of the images of that class, the share called that class) and the **PPV**
+# (of the images called that class, the share that are). A three-class model calls an image its most
+# probable class. Every interval below resamples patients, as in section 2. With a binary `TASK` this
+# part says so and is skipped (`TASK = "three-class"` runs it).
+#
+# First the 3 x 3 confusion matrix of each three-class model on the test split: rows are the truth, columns
+# the call, and the diagonal holds each class's sensitivity. The cells off the diagonal between PNEUMONIA and
+# COVID are the confusions that matter.
+
+# %%
+three_class = [run for run in runs if run.multiclass]
+if three_class:
+    classes = three_class[0].classes
+    three_rows = {run.model: multiclass.run_predictions(run, "test") for run in three_class}
+    plots.plot_multiclass_confusion({name: multiclass.confusion(rows, classes) for name, rows in three_rows.items()},
+                                    title=f"{dataset.name}, test split: rows the truth, columns the most probable class",
+                                    synthetic=dataset.synthetic)
+    plt.show()
+else:
+    print(f"TASK = {TASK!r} has two classes: the three-class evaluation is skipped (set TASK = 'three-class').")
+
+# %% [markdown]
+# Per class, the sensitivity and PPV with their 95% intervals, and the **macro one-vs-rest AUC**: each class
+# against the other two, the three AUCs averaged. Next to the models, the **majority baseline**: always the
+# class most common in training. Its constant scores rank nothing (macro AUC at chance level), its sensitivity
+# is perfect for one class and zero for the others, and its accuracy is the share of that class in the test split.
+
+# %%
+if three_class:
+    per_class = {name: multiclass.per_class_with_ci(rows, classes, n_boot=N_BOOT) for name, rows in three_rows.items()}
+    display(pd.concat({name: multiclass.format_per_class(table) for name, table in per_class.items()},
+                      names=["model", "class"]))
+    train_labels = dataset.split("train")["label"]
+    baseline = multiclass.majority_baseline(train_labels, next(iter(three_rows.values()))["y_true"], classes)
+    counts = {name: multiclass.confusion(rows, classes).to_numpy() for name, rows in three_rows.items()}
+    summary = [{"model": name, "accuracy": round(counts[name].trace() / counts[name].sum(), 3),
+                "macro AUC (95% CI)": evaluation.format_interval(*per_class[name].attrs["macro_auc"])}
+               for name in three_rows]
+    summary.append({"model": f"majority baseline (always {baseline['majority_class']})",
+                    "accuracy": round(baseline["accuracy"], 3), "macro AUC (95% CI)": f"{baseline['macro_auc']:.2f}"})
+    display(pd.DataFrame(summary).set_index("model"))
+
+# %% [markdown]
+# **COVID against the rest, at a threshold chosen on validation.** A clinic acts on one question, "COVID-19 or
+# not?". The model's probability of COVID answers it at a threshold chosen on the **validation** split (Youden's
+# J), and the test split is read once at that threshold:
+
+# %%
+if three_class:
+    for run in three_class:
+        point = multiclass.covid_operating_point(multiclass.run_predictions(run, "val"), three_rows[run.model],
+                                                 n_boot=N_BOOT)
+        print(f"{run.model}: COVID against {rest}, threshold {point.attrs['threshold']:.3f} chosen on val")
+        display(point.round(3))
+
+# %% [markdown]
+# **What to read here.** Read the PNEUMONIA and COVID rows together: a model that separates sick from healthy
+# lungs but not one disease from the other has a high NORMAL sensitivity and confuses the two pneumonias (the
+# off-diagonal cells between them). The per-class PPV depends on how common each class is in the test split,
+# like the PPV of section 7. Intervals first: with few test patients per class they are wide.
 
 # %% [markdown]
 # ## 5. Calibration: can the probability be taken at its word?
@@ -250,7 +348,7 @@ plots.plot_threshold_tradeoff(best);
 # The test set's prevalence is an accident of how the dataset was collected. In a screening clinic
 # COVID may be 1% of patients, in a COVID ward 20% or more. Bayes' rule turns the test sensitivity
 # and specificity (at the screening threshold) into the PPV (how often a COVID call is right) and
-# the NPV (how often a NORMAL call is right) at those prevalences.
+# the NPV (how often a call of "not COVID" is right) at those prevalences.
 
 # %%
 at_screening = evaluation.binary_metrics(test["y_true"], test["probability"], screening)
@@ -276,7 +374,8 @@ evaluation.predictive_values(at_screening["sensitivity"], at_screening["specific
 #    convolution (`h x w x C`: `C` channels, each a map of where its pattern was found) and the
 #    input of the final sigmoid unit.
 # 2. Under a `tf.GradientTape`, compute the COVID **logit** from that input: the score *before*
-#    the sigmoid. (The sigmoid is flat near 0 and 1, so the gradient of the probability vanishes
+#    the sigmoid (a three-class model has a softmax instead: its COVID unit, the last, gives the
+#    score). (The sigmoid is flat near 0 and 1, so the gradient of the probability vanishes
 #    exactly for the most confident predictions.)
 # 3. The gradient of the logit with respect to the feature maps, averaged over the positions,
 #    gives **one weight per channel**: how much more COVID the model sees when that channel fires.
@@ -292,13 +391,13 @@ import tensorflow as tf
 
 def grad_cam(model, images, layer):
     """Grad-CAM maps (N x H x W, 0..1) of the COVID logit for N x H x W x 3 images at the model's input size."""
-    head = model.layers[-1]  # Dense(1, sigmoid): the probability of COVID
+    head = model.layers[-1]  # Dense: one sigmoid (the probability of COVID), or a softmax whose last unit is COVID
     grad_model = keras.Model(model.input, [model.get_layer(layer).output, head.input])
     with tf.GradientTape() as tape:
         conv, features = grad_model(images, training=False)
         tape.watch(conv)  # we want the gradient with respect to the feature maps
         kernel, bias = tf.cast(head.kernel, tf.float32), tf.cast(head.bias, tf.float32)
-        logit = tf.matmul(tf.cast(features, tf.float32), kernel) + bias  # the score before the sigmoid
+        logit = (tf.matmul(tf.cast(features, tf.float32), kernel) + bias)[:, -1]  # COVID's score before the sigmoid
     grads = tf.cast(tape.gradient(logit, conv), tf.float32)  # N x h x w x C
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
     cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1))  # N x h x w
@@ -306,78 +405,84 @@ def grad_cam(model, images, layer):
     return tf.image.resize(cam[..., None], images.shape[1:3])[..., 0].numpy()  # bilinear, to the image size
 
 # %% [markdown]
-# The models to look at (`GRADCAM_MODELS`; hybrids have no convolution of their own to take a
-# gradient through, so only saved Keras models qualify), and the same test images for all of
-# them: two COVID and two NORMAL images, from different patients. Each model gets them at its own
-# input size, and `gradcam_layer` names its last convolution (`last_conv` for the CNN, for
-# example `block5_conv3` for VGG16).
+# The model to explain is `GRADCAM_MODEL`: by default (`"best"`) the one with the best
+# **validation** AUC among the models with a saved Keras model (hybrids have no convolution of
+# their own to take a gradient through), or the one you name. It gets two COVID and two NORMAL
+# test images, from different patients, at its own input size; `gradcam_layer` names the layer
+# whose maps Grad-CAM weighs (`last_conv` for the CNN, for example `block5_conv3` for VGG16).
+# The second line printed says how coarse its map is, read from that layer's output shape.
 
 # %%
 from helpers.explain import gradcam as reference_gradcam
-from helpers.plots import plot_gradcam_grid
 from helpers.models import gradcam_layer
+from helpers.plots import plot_gradcam_grid
 
-keras_runs = [run for run in runs if (run.path / "model.keras").is_file()
-              and (GRADCAM_MODELS == "all" or run.model in GRADCAM_MODELS)]
-if not keras_runs:
-    raise ValueError(f"GRADCAM_MODELS = {GRADCAM_MODELS!r}: none of these has a saved Keras model; choose among "
-                     f"{[run.model for run in runs if (run.path / 'model.keras').is_file()]}")
-test_rows = keras_runs[0].split("test").drop_duplicates("patient_id")
+explained = examples.gradcam_run(runs, GRADCAM_MODEL)  # chosen on validation, never on test
+test_rows = explained.split("test").drop_duplicates("patient_id")
 chosen = pd.concat([test_rows[test_rows["y_true"] == 1].head(2), test_rows[test_rows["y_true"] == 0].head(2)])
-print(f"Grad-CAM for {[run.model for run in keras_runs]} on {len(chosen)} test images")
 
-cams = {}
-for run in keras_runs:
-    model = keras.models.load_model(run.path / "model.keras")
-    size = model.input_shape[1]
+
+def chosen_images(size):
+    """The chosen test images, grayscale, at ``size`` px."""
     image_set = images.load_images(dataset, size, progress=False)
     where = pd.Series(range(len(image_set)), index=image_set.manifest["path"])
-    gray = image_set.images[where[chosen["path"]].to_numpy()]
+    return image_set.images[where[chosen["path"]].to_numpy()]
+
+
+def maps_of(run):
+    """Grad-CAM of the chosen images by the lesson's grad_cam: (images, maps, p(COVID), threshold, the model)."""
+    model = run.keras_model()
+    gray = chosen_images(model.input_shape[1])
     batch = np.repeat(gray[..., None], 3, axis=-1).astype("float32")  # grey on three channels, 0..255
-    layer = gradcam_layer(model)
-    maps = grad_cam(model, batch, layer)
-    gap = float(np.abs(maps - reference_gradcam(model, gray)).max())
-    cams[run.model] = (gray, maps, model.predict(batch, verbose=0)[:, 0], run.threshold)
-    height, width = model.get_layer(layer).output.shape[1:3]
-    print(f"{run.model}: {size}px input, layer {layer} of {height} x {width} positions; "
-          f"largest difference from helpers.explain.gradcam: {gap:.1e}")
+    covid = model.predict(batch, verbose=0)[:, -1]  # P(COVID): the sigmoid, or a softmax's last class
+    return gray, grad_cam(model, batch, gradcam_layer(model)), covid, run.threshold, model
+
+
+explained_cams = maps_of(explained)
+gray, maps, _, _, model = explained_cams
+print(f"Grad-CAM of {explained.name} (GRADCAM_MODEL = {GRADCAM_MODEL!r}) on {len(chosen)} test images")
+print(examples.grid_sentence(model, name=explained.name))
+print(f"largest difference from helpers.explain.gradcam: {np.abs(maps - reference_gradcam(model, gray)).max():.1e}")
 
 # %% [markdown]
-# The end of each line printed above compares our dozen lines with the course's reference
-# implementation, `helpers.explain.gradcam` (which the upload demo and the command line use): a
-# difference of the order of 1e-7 is float rounding, and a test of the course keeps it that small.
+# The last line compares our dozen lines with the course's reference implementation,
+# `helpers.explain.gradcam` (which the upload demo and the command line use): a difference of
+# the order of 1e-7 is float rounding, and a test of the course keeps it that small.
 #
-# One row per image, one column per model:
+# The same images through every other saved Keras model too, for comparison (one row per image,
+# the chosen model in the first column of maps; each model's grid is printed):
 
 # %%
+cams = {explained.name: explained_cams}
+for run in runs:
+    if run.kind == "keras" and run.path != explained.path:
+        cams[run.name] = maps_of(run)
+        print(examples.grid_sentence(cams[run.name][-1], name=run.name))
 panels, heatmaps, titles = [], [], []
-originals = next(iter(cams.values()))[0]
 for i, (_, row) in enumerate(chosen.iterrows()):
-    panels.append(originals[i])
+    panels.append(gray[i])
     heatmaps.append(None)
     titles.append(f"{row['label']} (patient {row['patient_id']})")
-    for name, (gray, maps, prob, threshold) in cams.items():
-        panels.append(gray[i])
-        heatmaps.append(maps[i])
+    for name, (small, model_maps, prob, threshold, _) in cams.items():
+        panels.append(small[i])
+        heatmaps.append(model_maps[i])
         titles.append(f"{name}: p(COVID) = {prob[i]:.2f}\ncall: {'COVID' if prob[i] >= threshold else 'NORMAL'}")
 plot_gradcam_grid(panels, heatmaps, titles, ncols=1 + len(cams), synthetic=dataset.synthetic, panel_size=2.4,
-                  title=f"{dataset.name}: Grad-CAM of the same test images, every model");
+                  title=f"{dataset.name}: Grad-CAM of the same test images, {explained.name} first");
 
 # %% [markdown]
 # **What to read here.** Do the models look at the same places? Maps that agree across networks
 # trained differently, and sit on the lungs, are more reassuring than one model's map alone. The
-# maps' coarseness differs too: a map is only as fine as its last convolution (the sizes are printed
-# above), and it is stretched to the image.
+# maps' coarseness differs too: a map is only as fine as its layer's grid (printed above), and it
+# is stretched to the image.
 #
-# Next, the reference helper on the calls that matter most: test images the model got right (TP,
-# TN) and wrong (FN: a missed case, FP: a false alarm), the most confident of each, for the CNN and
-# for one transfer model when notebook 03 saved one. An all-blue map means no region pushed towards
-# COVID.
+# Next, the reference helper on the calls that matter most, for the chosen model: test images it
+# got right (TP, TN) and wrong (FN: a missed case, FP: a false alarm), the most confident of each.
+# An all-blue map means no region pushed towards COVID.
 
 # %%
-for run in examples.gradcam_runs(runs):
-    plots.plot_outcome_gradcam(run, *examples.outcome_gradcam(run, dataset, n=2))
-    plt.show()
+plots.plot_outcome_gradcam(explained, *examples.outcome_gradcam(explained, dataset, n=2))
+plt.show()
 
 # %% [markdown]
 # **Two traps in these maps.** Each map above is scaled to its own maximum, so every map shows a
@@ -390,14 +495,13 @@ for run in examples.gradcam_runs(runs):
 # learned, and it explains nothing. An empty randomised map has no rank correlation (`nan`).
 
 # %%
-for run in examples.gradcam_runs(runs)[:1]:
-    calls, call_images, _ = examples.outcome_gradcam(run, dataset, n=1)
-    check = sanity.sanity_check(run.keras_model(), call_images, threshold=run.threshold)
-    call_titles = [f"{outcome}: p(COVID) = {p:.2f}" for outcome, p in zip(calls["outcome"], calls["probability"])]
-    review.plot_sanity_check(call_images, check, titles=call_titles, synthetic=run.synthetic)
-    plt.show()
-    print(f"{run.model}: rank correlation of the trained and the randomised maps, per call: "
-          f"{np.round(check['similarity'], 2).tolist()}")
+calls, call_images, _ = examples.outcome_gradcam(explained, dataset, n=1)
+check = sanity.sanity_check(explained.keras_model(), call_images, threshold=explained.threshold)
+call_titles = [f"{outcome}: p(COVID) = {p:.2f}" for outcome, p in zip(calls["outcome"], calls["probability"])]
+review.plot_sanity_check(call_images, check, titles=call_titles, synthetic=explained.synthetic)
+plt.show()
+print(f"{explained.name}: rank correlation of the trained and the randomised maps, per call: "
+      f"{np.round(check['similarity'], 2).tolist()}")
 
 # %% [markdown]
 # **How to read a heatmap, and what should worry you.**
@@ -407,8 +511,8 @@ for run in examples.gradcam_runs(runs)[:1]:
 #   neck, abdomen, the collimation edge, the CT table). These differ between hospitals and
 #   devices, not between diseases: DeGrave et al. (2021) found exactly such maps in published
 #   COVID-19 models.
-# - *Always:* a map is coarse (the last convolution of a 224 px VGG16 is 14 x 14, so one cell is
-#   16 px), it shows one image, and a plausible map does not prove a model is right. Look at many
+# - *Always:* a map is coarse (one cell of its grid covers the block of pixels printed with the
+#   chosen model above), it shows one image, and a plausible map does not prove a model is right. Look at many
 #   maps, wrong calls especially, and test what they suggest (section 10 does).
 #
 # For CT, the same rules hold for slices: heat outside the body or on text overlays is a warning.
@@ -433,8 +537,12 @@ for run in examples.gradcam_runs(runs)[:1]:
 #   "device" with the opposite habit: the `synthetic-marker` set (a corner tag on most COVID
 #   images) for models trained on `synthetic`, and the reverse. A stand-in, not a validation.
 #
-# The result of each model goes to `outputs/<dataset>/external/<model>-on-<external>.json`, and
-# `python -m helpers report` puts it in the course report.
+# Every saved model is scored, the VGG16 hybrids of notebook 04 too (through the same prediction
+# code as the upload demo and `helpers predict`), each at its own input size. The table gives
+# sensitivity and specificity with their 95% intervals (patient bootstrap), or `undefined` where
+# the external set lacks the class. The result of each model goes to
+# `outputs/<dataset>/external/<model>-on-<external>.json`, and `python -m helpers report` puts it
+# in the course report.
 
 # %%
 found = external.external_dataset(dataset, smoke=SMOKE, max_per_class=MAX_PER_CLASS)
@@ -614,6 +722,111 @@ plt.show()
 # the model was trained on, so a fall in AUC is a hint, not proof, that the lungs mattered; and Maguolo &
 # Nanni went further and *trained* on the masked images (exercise 5).
 #
+# ## 12. COVID-19 or another pneumonia? The question a clinic asks
+#
+# Many early public COVID-19 classifiers, and sections 2-11, answer "COVID-19 or healthy lungs?". In a
+# clinic the patient in front of you is sick, and the question is "COVID-19 or another pneumonia?" A model
+# that separates COVID-19 from healthy lungs may only have learned "sick or not": any opacity, any
+# consolidation, would push it towards COVID. Reviews name the missing pneumonia controls as one reason the
+# binary results did not hold up (Roberts et al. 2021); COVID-Net's COVIDx benchmark (Wang et al. 2020) has
+# them.
+#
+# How much harder is the clinic's question? We measure it instead of asserting it: **the same quick CNN**
+# (same seed, same input size, the same budget of `EPOCHS` with early stopping on validation, the same cap of
+# images per class) trained twice on the same
+# dataset, once for `covid-vs-normal` and once for `covid-vs-pneumonia`, each scored on its own test split at
+# its own validation threshold. On the synthetic sets the two diseases differ the way radiologists describe
+# them (`helpers/data/synthetic.py`): COVID-19 as bilateral, peripheral ground glass in the lower zones, the
+# other pneumonia as a consolidation of one lobe on one side. (COVID-CT has no pneumonia class; for it the
+# lesson runs on `synthetic-ct`.) When the two runs are already in `outputs/`, they are read, not trained again
+# (the COVID-vs-normal one is section 1's quick CNN when that one was trained on the same images).
+
+# %%
+from helpers.data.tasks import NOT_FOR_TASKS
+
+lesson_source = DATASET if DATASET not in NOT_FOR_TASKS else "synthetic-ct"
+lesson_name = "cnn-quick" + (f"-cap{LESSON_MAX_PER_CLASS}" if LESSON_MAX_PER_CLASS else "")
+lesson = {}
+for task in ("covid-vs-normal", "covid-vs-pneumonia"):
+    task_data = data.course_dataset(lesson_source, smoke=SMOKE, strict=STRICT, max_per_class=LESSON_MAX_PER_CLASS,
+                                    task=task)
+    task_images = images.load_images(task_data, IMG_SIZE, progress=False)
+    lesson[task] = (task_data, task_images, quick_cnn(task_data, task_images, name=lesson_name, epochs=EPOCHS,
+                                                      batch_size=BATCH_SIZE))
+    train_counts = task_images.manifest.loc[task_images.manifest["split"] == "train", "label"].value_counts()
+    print(f"{task} on {task_data.name}: training images {train_counts.to_dict()}, {IMG_SIZE}px, "
+          f"{lesson[task][2].metrics.get('epochs')} epochs run (at most {EPOCHS}), seed 42")
+side_by_side = evaluation.task_comparison([run for _, _, run in lesson.values()], n_boot=N_BOOT)
+evaluation.format_tasks(side_by_side)
+
+# %% [markdown]
+# The same numbers as one sentence, and whether the test splits can tell the two tasks apart. The two tasks
+# have different test images, so a paired comparison (section 2) is impossible here: separate intervals that do
+# not overlap show a clear difference; intervals that overlap leave it open.
+
+# %%
+easy, hard = (side_by_side.set_index("task").loc[task] for task in ("covid-vs-normal", "covid-vs-pneumonia"))
+aucs = {name: evaluation.format_interval(row["auc"], row["auc_low"], row["auc_high"])
+         for name, row in (("normal", easy), ("pneumonia", hard))}
+apart = hard["auc_high"] < easy["auc_low"] or easy["auc_high"] < hard["auc_low"]
+print(f"Test AUC of the same CNN: COVID vs NORMAL {aucs['normal']}, COVID vs PNEUMONIA {aucs['pneumonia']}; "
+      f"difference (pneumonia minus normal) {hard['auc'] - easy['auc']:+.2f}. "
+      + ("The intervals do not overlap: the test splits tell the two tasks apart." if apart else
+         "The intervals overlap: these test splits cannot tell the two tasks apart."))
+
+# %% [markdown]
+# **Did the COVID-vs-normal model learn "sick or not"?** Show it the other pneumonia, which it never saw in
+# training: the PNEUMONIA images of the second task's test split, scored by the first task's CNN at *its*
+# validation threshold. Its specificity on them (the share it does *not* call COVID) next to its specificity on
+# the NORMAL images of its own test split, each with its patient-bootstrap interval:
+
+# %%
+normal_run = lesson["covid-vs-normal"][2]
+pneumonia_images = lesson["covid-vs-pneumonia"][1]
+unseen = ((pneumonia_images.manifest["split"] == "test") & (pneumonia_images.manifest["label"] == "PNEUMONIA")).to_numpy()
+pneumonia_scored = pneumonia_images.manifest[unseen].assign(
+    y_true=0, probability=train.predict(normal_run.keras_model(), pneumonia_images.images[unseen]))
+own_normals = normal_run.split("test").query("y_true == 0")
+specificity = pd.DataFrame({
+    name: evaluation.metrics_with_ci(rows, normal_run.threshold, metrics=("specificity",), n_boot=N_BOOT)
+    .loc["specificity"].round(3)
+    for name, rows in ((f"NORMAL test images ({len(own_normals)})", own_normals),
+                       (f"PNEUMONIA test images ({len(pneumonia_scored)}, never seen)", pneumonia_scored))
+}).T
+normals, pneumonias = (specificity.iloc[i] for i in (0, 1))
+overlap = pneumonias["high"] >= normals["low"] and normals["high"] >= pneumonias["low"]
+print(f"covid-vs-normal CNN at its validation threshold {normal_run.threshold:.3f}: specificity (not called COVID) "
+      f"{pneumonias['estimate']:.2f} on the unseen pneumonias, {normals['estimate']:.2f} on normal lungs; "
+      + ("the intervals overlap: these test images cannot tell the two apart." if overlap else
+         "the intervals do not overlap."))
+specificity
+
+# %% [markdown]
+# **What to read here.** Read the printed sentence and the two tables, intervals first. Where COVID against
+# PNEUMONIA scores lower than COVID against NORMAL with intervals apart, the clinic's question is measurably
+# harder for this network, on this data; where they overlap, these test splits cannot say (too few patients,
+# or both tasks near the ceiling: a network that learned both diseases well scores alike on both). Where the
+# COVID-vs-normal CNN's specificity on the pneumonias it never saw falls below its specificity on normal lungs,
+# it calls other pneumonias COVID: some of what it learned is "sick or not", and its COVID-vs-normal score says
+# little about the patients a clinic sees. The synthetic diseases were drawn to differ (laterality, zone,
+# texture), so a network can learn the difference there. On real radiographs a viral pneumonia can look much like
+# COVID-19 (bilateral and patchy too), so the difference is expected to be harder to learn; only pneumonia
+# controls, and ideally an external set, tell how hard.
+#
+# **Every task of this dataset side by side.** When notebooks 02-04 ran for several tasks (set `TASK` in each,
+# or `make run-all TASK=...`), every model of every task (the two CNNs of this lesson aside), COVID against the
+# rest at its validation threshold, with the macro AUC of the three-class models:
+
+# %%
+lesson_runs = {run.path for _, _, run in lesson.values()}
+every_task = sorted((run for run in read_runs(dataset=dataset.name, task=None) if run.path not in lesson_runs),
+                    key=lambda run: (run.task, run.model))
+if len({run.task for run in every_task}) > 1:
+    display(evaluation.format_tasks(evaluation.task_comparison(every_task, n_boot=N_BOOT)))
+else:
+    print(f"Only runs of one task for {dataset.name} so far: run notebooks 02-04 with another TASK to compare.")
+
+# %% [markdown]
 # ## Key takeaways
 # - Report every metric with a confidence interval that resamples patients, next to the
 #   majority-class baseline; choose models and thresholds on validation, never on test.
@@ -624,6 +837,8 @@ plt.show()
 #   external validation, and experiments that remove the suspected shortcut, can tell.
 # - Black out the lungs and score again: a model that keeps its AUC without the lungs reads the
 #   hospital, not the disease.
+# - "COVID-19 or healthy?" is not the clinic's question. Train and test against other pneumonias too
+#   (`TASK = "covid-vs-pneumonia"` or `"three-class"`), and report each class's sensitivity and PPV.
 # - Everything here on synthetic data shows that the code works, not that anything detects
 #   COVID-19; and even on real data, this course's models are teaching material, not devices.
 #
@@ -694,6 +909,9 @@ plt.show()
 #   https://doi.org/10.1016/j.inffus.2021.04.008
 # - Selvaraju, R. R. et al. (2017). Grad-CAM: visual explanations from deep networks via
 #   gradient-based localization. *ICCV*. https://arxiv.org/abs/1610.02391
+# - Wang, L., Lin, Z. Q. & Wong, A. (2020). COVID-Net: a tailored deep convolutional neural network design for
+#   detection of COVID-19 cases from chest X-ray images. *Scientific Reports* 10, 19549 (COVIDx: normal,
+#   pneumonia, COVID-19; per-class sensitivity and PPV). https://doi.org/10.1038/s41598-020-76550-z
 # - Wynants, L. et al. (2020). Prediction models for diagnosis and prognosis of covid-19:
 #   systematic review and critical appraisal. *BMJ* 369, m1328. https://doi.org/10.1136/bmj.m1328
 # - Zech, J. R. et al. (2018). Variable generalization performance of a deep learning model to

@@ -21,7 +21,7 @@ from tiny_models import save_tiny_cnn, save_tiny_hybrid
 
 from helpers import DISCLAIMER
 from helpers.app import cards, demo
-from helpers.app.predict import Prediction
+from helpers.app.calls import Prediction
 from helpers.images import read_image
 
 MB = 1_000_000

@@ -15,7 +15,8 @@ from bad_inputs import write_batch
 from image_files import encode as png
 from tiny_models import save_tiny_hybrid
 
-from helpers.app.predict import ModelError, describe_call, load_model, main, model_notes, predict_image, readable
+from helpers.app.calls import describe_call, readable
+from helpers.app.predict import ModelError, load_model, main, model_notes, predict_image
 from helpers.evaluation.recalibration import Calibration
 from helpers.images import ImageError, read_image, resize
 from helpers.models import build_cnn

@@ -163,6 +163,25 @@ def test_majority_baseline():
     assert ev.majority_baseline([1, 1, 0], [1, 0])["sensitivity"] == 1
 
 
+def test_majority_baseline_names_the_tasks_classes():
+    # covid-vs-pneumonia: the majority of the training labels is PNEUMONIA, never NORMAL
+    pneumonia = ev.majority_baseline(["PNEUMONIA"] * 6 + ["COVID"] * 4, [1, 0, 0])
+    assert pneumonia["majority_class"] == "PNEUMONIA"
+    assert (pneumonia["sensitivity"], pneumonia["specificity"]) == (0, 1)
+    assert ev.majority_baseline([0, 0, 1], [1, 0], classes=("PNEUMONIA", "COVID"))["majority_class"] == "PNEUMONIA"
+    three = ev.majority_baseline([0, 0, 0, 1], [1, 0], classes=("NORMAL", "PNEUMONIA", "COVID"))
+    assert three["majority_class"] == "not COVID (NORMAL or PNEUMONIA)"
+    assert ev.majority_baseline(["COVID"] * 3 + ["PNEUMONIA"], [1, 0])["majority_class"] == "COVID"
+    assert ev.majority_baseline(["COVID"], [1])["majority_class"] == "COVID"
+    assert ev.majority_baseline(["COVID", "NORMAL"], [1, 0])["majority_class"] == "NORMAL"  # a tie
+
+
+def test_negative_name_per_task():
+    assert ev.negative_name() == "NORMAL"
+    assert ev.negative_name(("PNEUMONIA", "COVID")) == "PNEUMONIA"
+    assert ev.negative_name(("NORMAL", "PNEUMONIA", "COVID")) == "not COVID (NORMAL or PNEUMONIA)"
+
+
 def test_calibration_table_and_brier():
     rng = np.random.default_rng(0)
     prob = rng.random(20_000)

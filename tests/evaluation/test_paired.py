@@ -177,6 +177,15 @@ def test_one_image_per_patient_gives_the_same_interval_and_says_so():
     table = patient_vs_image_interval(a, n_boot=400)
     assert table.loc["patients"].tolist() == table.loc["images"].tolist()
     assert "patients = images (60)" in table.attrs["note"] and "coincide" in table.attrs["note"]
+    assert table.attrs["coincide"]
+
+
+def test_a_perfect_score_gives_the_same_interval_and_says_why():
+    a, _ = scores(0, per_patient=3)
+    perfect = a.assign(probability=a["y_true"] * 0.5 + 0.25)  # every COVID image above every NORMAL one
+    table = patient_vs_image_interval(perfect, n_boot=200)
+    assert table.attrs["coincide"] and (table["low"] == 1.0).all() and (table["width"] == 0).all()
+    assert "every resample gives auc = 1.000: a perfect score leaves nothing to vary" in table.attrs["note"]
 
 
 def test_several_images_per_patient_give_a_narrower_image_level_interval():
@@ -185,7 +194,7 @@ def test_several_images_per_patient_give_a_narrower_image_level_interval():
         a, _ = scores(seed, n_patients=40, per_patient=4, signal=1.0)
         table = patient_vs_image_interval(a, n_boot=400, seed=seed)
         widths.append(table["width"].to_dict())
-        assert "160 images of 40 patients" in table.attrs["note"]
+        assert "160 images of 40 patients" in table.attrs["note"] and not table.attrs["coincide"]
     ratio = np.mean([w["images"] / w["patients"] for w in widths])
     assert ratio < 0.75, widths
 

@@ -68,6 +68,25 @@ def test_probabilities_of_exactly_0_and_1_are_handled():
     assert roc_auc_score(y, after) == roc_auc_score(y, prob)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_calibration_never_changes_the_auc(seed):
+    """Any positive temperature keeps the ranking, ties and exact 0 and 1 included, on validation and test alike.
+
+    (Within float64: a temperature far below 1 can push two very confident scores to the same 1.0.)
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 400)
+    prob = expit(rng.normal(0, 2.5, 400).clip(-8, 8) + 1.5 * y).astype(np.float32)  # a float32 model output
+    prob[:40] = np.round(prob[:40], 1)  # ties
+    prob[40:44] = [0.0, 1.0, 0.0, 1.0]
+    calibration = Calibration.fit(y[:200], prob[:200])
+    for temperature in (0.5, 0.8, calibration.T, 2.0, 20.0):
+        for part in (slice(0, 200), slice(200, None)):
+            after = apply_temperature(prob[part], temperature)
+            assert roc_auc_score(y[part], after) == roc_auc_score(y[part], prob[part]), temperature
+    np.testing.assert_array_equal(calibration.apply(prob), apply_temperature(prob, calibration.T))
+
+
 def test_temperature_1_changes_nothing_and_bad_temperatures_are_refused():
     prob = np.array([0.01, 0.3, 0.5, 0.99])
     np.testing.assert_allclose(apply_temperature(prob, 1.0), prob, rtol=1e-12)

@@ -132,7 +132,7 @@ def test_outcome_examples_and_their_gradcam(course_dirs):
     dataset = course_dataset("synthetic", smoke=True, n_patients=24, size=64, verbose=False)
     evaluate_and_save(tiny_cnn(), load_images(dataset, 32, progress=False), dataset)
     run = read_run(course_dirs[1] / "synthetic" / "cnn")
-    assert examples.gradcam_runs([run]) == [run]
+    assert examples.gradcam_run([run]) is run
 
     test = run.split("test")
     called, covid = test["probability"] >= run.threshold, test["y_true"] == 1
@@ -150,3 +150,27 @@ def test_outcome_examples_and_their_gradcam(course_dirs):
     assert sum(bool(ax.get_images()) for ax in fig.axes) == 2 * len(found)
     assert "SYNTHETIC DATA" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_a_three_class_model_is_explained_by_its_covid_unit(chest_images):
+    """A softmax model's map is the map of a one-sigmoid twin whose head is the softmax's COVID (last) column."""
+    from helpers.explain import sanity
+    from helpers.explain.gradcam import model_input
+
+    three = build_cnn(32, filters=(8, 16), augment=False, classes=3)
+    head = three.get_layer("probability")
+    kernel = np.random.default_rng(0).normal(0, 0.5, head.kernel.shape).astype(np.float32)
+    kernel[:, -1] = np.abs(kernel[:, -1])  # a COVID unit that weighs the channels positively: a map that is not zero
+    head.set_weights([kernel, np.array([0.1, -0.2, 0.05], np.float32)])
+    twin = build_cnn(32, filters=(8, 16), augment=False)
+    for layer in twin.layers:
+        if layer.name != "probability" and layer.get_weights():
+            layer.set_weights(three.get_layer(layer.name).get_weights())
+    twin.get_layer("probability").set_weights([kernel[:, -1:], np.array([0.05], np.float32)])
+    maps = gradcam(three, chest_images)
+    assert maps.max() > 0.5
+    np.testing.assert_allclose(maps, gradcam(twin, chest_images), atol=1e-5)
+    batch = sanity.gradcam_batch(three, chest_images, target="predicted", threshold=0.3)
+    softmax = three.predict(model_input(chest_images, 32), verbose=0)
+    np.testing.assert_allclose(batch.probability, softmax[:, -1], atol=1e-6)  # P(COVID), not a sigmoid of its logit
+    assert batch.classes == ["COVID" if p >= 0.3 else "NORMAL" for p in softmax[:, -1]]

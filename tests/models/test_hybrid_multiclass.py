@@ -50,3 +50,19 @@ def test_three_class_hybrids_learn_and_are_at_chance_with_shuffled_labels(kind):
     print(kind, np.round(learned, 3), np.round(shuffled, 3))
     assert min(learned) > 0.75
     assert abs(np.mean(shuffled) - 0.5) < 0.07
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+def test_a_saved_three_class_hybrid_reloads_and_reproduces_every_class_probability(course_dirs, kind):
+    from tiny_models import SPLITS, hybrid_images, save_tiny_hybrid
+
+    from helpers.models.hybrid import load_hybrid
+    from helpers.runs import read_run
+
+    run = read_run(save_tiny_hybrid(classifier=kind, task="three-class"))
+    assert (run.name, run.classes) == (f"vgg16-{kind}-three-class", CLASSES)
+    assert set(run.metrics["multiclass"]["test"]["sensitivity"]) == set(CLASSES)
+    scored = np.isin(SPLITS, ["val", "test"])
+    prob = load_hybrid(run.path).predict(hybrid_images()[scored])
+    np.testing.assert_allclose(prob, np.vstack([run.probabilities("val"), run.probabilities("test")]), atol=1e-5)
+    np.testing.assert_array_equal(run.predictions["probability"], run.predictions["prob_COVID"])
