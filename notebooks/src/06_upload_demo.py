@@ -61,9 +61,8 @@ from helpers.app import predict
 from helpers.runs import read_run, run_name
 
 model_dir = demo.choose_model(DATASET, run_name(MODEL, TASK))
-if model_dir is None:  # no model at all: a quick CNN of TASK (the default task needs no task= argument)
-    model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT,
-                                 **({} if TASK == "covid-vs-normal" else {"task": TASK}))
+if model_dir is None:  # no model at all: a quick CNN of TASK
+    model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT, task=TASK)
 chosen = read_run(model_dir)
 print(f"preselected model: {model_dir} (task {chosen.task}: classes {', '.join(chosen.classes)})")
 
