@@ -237,3 +237,15 @@ def test_the_best_predictor_is_chosen_on_validation_and_hybrids_are_scored_by_th
     np.testing.assert_allclose(masking.as_predict_fn(FakeHybrid())(images), [0.0, 1.0])
     with pytest.raises(TypeError, match="Keras model"):
         masking.as_predict_fn("model.keras")
+
+
+def test_a_three_class_model_is_scored_on_its_covid_column():
+    def three_class(images):  # NORMAL, PNEUMONIA, COVID: COVID grows with brightness
+        covid = images.mean(axis=(1, 2)) / 255.0
+        return np.column_stack([(1 - covid) / 2, (1 - covid) / 2, covid])
+
+    images = np.stack([np.zeros((8, 8), np.uint8), np.full((8, 8), 255, np.uint8)])
+    np.testing.assert_allclose(masking.as_predict_fn(three_class)(images), [0.0, 1.0])
+    model = build_cnn(32, filters=(8,), classes=3)
+    batch = np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    np.testing.assert_allclose(masking.as_predict_fn(model)(batch), train.predict(model, batch)[:, 2])
