@@ -443,6 +443,30 @@ def test_augmentation_grid_shows_the_image_each_pass_in_training_mode_and_the_un
     plt.close(fig)
 
 
+def test_training_figures_show_what_early_stopping_watched_for_each_task():
+    """Two classes: AUC per epoch and per boosting round; three classes (softmax, multi:softprob): accuracy, log loss."""
+    import matplotlib.pyplot as plt
+    import xgboost
+
+    from helpers import plots
+
+    binary = plots.plot_history({"loss": [0.7, 0.5], "val_loss": [0.8, 0.6], "auc": [0.6, 0.8], "val_auc": [0.5, 0.7]})
+    softmax = plots.plot_history({"loss": [1.1, 0.9], "val_loss": [1.2, 1.0], "accuracy": [0.4, 0.6],
+                                  "val_accuracy": [0.3, 0.5]})
+    assert [ax.get_ylabel() for ax in binary.axes] == ["loss", "auc"]
+    assert [ax.get_ylabel() for ax in softmax.axes] == ["loss", "accuracy"]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    boosters = {}
+    for k, metric in ((2, "auc"), (3, "mlogloss")):
+        y = np.arange(60) % k
+        boosters[k] = xgboost.XGBClassifier(n_estimators=5, eval_metric=metric, early_stopping_rounds=2, n_jobs=1).fit(
+            X + y[:, None], y, eval_set=[(X + y[:, None], y)], verbose=False)
+    assert plots.plot_boosting({"two": boosters[2]}).axes[0].get_ylabel() == "validation AUC"
+    assert plots.plot_boosting({"three": boosters[3]}).axes[0].get_ylabel() == "validation log loss"
+    plt.close("all")
+
+
 def test_forest_plot_has_a_row_per_model_and_the_baseline_line():
     import matplotlib.pyplot as plt
     import pandas as pd
