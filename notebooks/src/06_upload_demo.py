@@ -43,8 +43,9 @@ MODEL = "cnn"  # a folder under outputs/<dataset>/: "cnn" (02), a backbone such 
 # ## 2. The model
 #
 # We look for the model folder `outputs/<DATASET>/<MODEL>/` that notebook 02, 03 or 04 wrote
-# (or the one `make demo MODEL=...` named); if it is missing, the model that did best on its
-# own validation split is preselected instead. Nothing is loaded or rebuilt from the datasets:
+# (or the one `make demo MODEL=...` named); if it is missing, the covid-vs-normal model that did best
+# on its own validation split is preselected instead (a model of another task only when there is
+# none, and the cell says so: AUCs of two tasks are not comparable). Nothing is loaded or rebuilt from the datasets:
 # the demo only reads what the training notebooks saved. If no model exists at all (in Colab every
 # notebook starts in a new VM: `PERSIST = True` in the setup cell keeps the models of 02 and 03 in
 # your Google Drive), a quick small CNN is trained here into `outputs/demo/`, so that the course's
