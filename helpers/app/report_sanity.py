@@ -3,12 +3,12 @@
 The best Keras model by validation AUC explains a few test images (:data:`PER_CLASS` of each class, the
 first patients by path: the same images every time); next to its maps, those of the same network with its
 top layers re-initialised, all on one colour scale, with their rank correlation
-(:func:`helpers.explain.sanity.sanity_check`). A three-class model is explained on its COVID unit (the score before
-the softmax), so its maps are COVID against the rest, and P(COVID) decides which of the two a map shows. The outputs record image paths relative to the dataset's
-folder, not the folder itself: it is looked for under the data folder, and a folder counts only when its
-images give the predictions the run stored (so a changed or regenerated file is never explained). Whatever
-is missing (no Keras model, no images) becomes a sentence, never an error. TensorFlow is imported only when
-there is a model to explain.
+(:func:`helpers.explain.sanity.sanity_check`). A three-class model is explained on its COVID unit (the score
+before the softmax): its maps are COVID against the rest, and P(COVID) decides which of the two a map shows.
+The outputs record image paths relative to the dataset's folder, not the folder itself: it is looked for under
+the data folder, and a folder counts only when its images give the predictions the run stored (so a changed or
+regenerated file is never explained). Whatever is missing (no Keras model, no images) becomes a sentence, never
+an error. TensorFlow is imported only when there is a model to explain.
 """
 
 from __future__ import annotations
