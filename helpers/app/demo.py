@@ -100,27 +100,39 @@ def folder_label(folder: Path) -> str:
     return f"{folder.parent.name} / {folder.name}{classes}{kind}" + (" (SYNTHETIC)" if metrics.get("synthetic") else "")
 
 
-def best_model(folders: list[Path]) -> Path | None:
-    """The folder whose model did best on its validation split, models of real data before synthetic ones."""
+def best_model(folders: list[Path], *, task: str = DEFAULT_TASK) -> Path | None:
+    """The folder of ``task`` whose model did best on its validation split, models of real data before synthetic
+    ones; of any task only when ``task`` has none (validation AUCs of two tasks answer different questions)."""
     def score(folder: Path) -> tuple:
         metrics = _metrics(folder)
         auc = (metrics.get("val") or {}).get("auc")
         return (not metrics.get("synthetic", True), auc if isinstance(auc, (int, float)) else -1.0)
 
-    return max(folders, key=score) if folders else None
+    same_task = [folder for folder in folders if task_of(_metrics(folder))[0] == task]
+    return max(same_task or folders, key=score) if folders else None
+
+
+def fallback_note(folder: Path | None, task: str = DEFAULT_TASK) -> str | None:
+    """The sentence to show when :func:`best_model` had to take ``folder`` of another task than ``task``."""
+    found = task_of(_metrics(folder))[0] if folder is not None else task
+    return None if found == task else (f"No {task} model found: preselected the {found} model of best validation "
+                                       "AUC (another task: its numbers answer another question).")
 
 
 def choose_model(dataset: str | None = None, model: str | None = None, *, task: str = DEFAULT_TASK,
                  output_dir: str | Path | None = None) -> Path | None:
     """The model to preselect: ``$COURSE_DEMO_MODEL``, else ``outputs/<dataset>/<run_name(model, task)>/``,
-    else :func:`best_model`."""
+    else :func:`best_model` of ``task`` (printing :func:`fallback_note` when it is of another task)."""
     root = Path(output_dir) if output_dir else paths.output_dir()
     wanted = [Path(os.environ[MODEL_VARIABLE])] if os.environ.get(MODEL_VARIABLE) else []
     wanted += [root / dataset / runs.run_name(model, task)] if dataset and model else []
     for folder in wanted:
         if folder.resolve() in [f.resolve() for f in run_folders(folder.parent.parent)]:
             return folder.resolve()
-    return best_model(run_folders(root))
+    chosen = best_model(run_folders(root), task=task)
+    if note := fallback_note(chosen, task):
+        print(note)
+    return chosen
 
 
 def quick_model(dataset: str, *, smoke: bool = True, strict: bool = False, name: str = "cnn-quick",
@@ -171,14 +183,15 @@ class UploadDemo:
     """Upload chest images, pick a trained model, see its prediction and explanation; display ``app.widget``.
 
     ``model`` preselects a run folder (it is listed even when outside
-    ``output_dir``); ``max_bytes`` is the largest upload accepted (checked
-    before decoding); ``with_gradcam=False`` skips the explanation.
+    ``output_dir``), else the best of ``task`` (:func:`best_model`); ``max_bytes`` is the largest upload
+    accepted (checked before decoding); ``with_gradcam=False`` skips the explanation.
     """
 
     def __init__(self, output_dir: str | Path | None = None, *, max_bytes: int = MAX_BYTES,
-                 model: str | Path | None = None, with_gradcam: bool = True):
+                 model: str | Path | None = None, with_gradcam: bool = True, task: str = DEFAULT_TASK):
         self.output_dir = Path(output_dir) if output_dir else paths.output_dir()
-        self.max_bytes, self.with_gradcam = max_bytes, with_gradcam
+        self.max_bytes, self.with_gradcam, self.task = max_bytes, with_gradcam, task
+        self.fallback: tuple[str, str] | None = None  # (folder, note) when the best model is of another task
         self.models = run_folders(self.output_dir)
         if model is not None and Path(model).resolve() not in [f.resolve() for f in self.models]:
             self.models += [f for f in run_folders(Path(model).parent.parent) if f.resolve() == Path(model).resolve()]
@@ -209,7 +222,9 @@ class UploadDemo:
         """The folder to preselect: ``model`` when it is one of the listed folders, else the best one."""
         wanted = Path(model).resolve() if model is not None else None
         matches = [folder for folder in self.models if folder.resolve() == wanted]
-        chosen = matches[0] if matches else best_model(self.models)
+        chosen = matches[0] if matches else best_model(self.models, task=self.task)
+        note = None if matches else fallback_note(chosen, self.task)
+        self.fallback = (str(chosen), note) if note else None
         return str(chosen) if chosen else None
 
     # callbacks ----------------------------------------------------
@@ -296,6 +311,8 @@ class UploadDemo:
                 + (f", test AUC{against} {auc:.3f}" if auc is not None else "")
                 + (f". Threshold {threshold:.4f}: {THRESHOLD_MEANING}{against}." if threshold is not None else "."))
         warning = box(f"<b>{SYNTHETIC_WARNING}</b>", *RED) if metrics.get("synthetic") else ""
+        if self.fallback and self.fallback[0] == self.picker.value:
+            warning += box(html.escape(self.fallback[1]), *YELLOW)
         return f"<p>{text}</p>{warning}"
 
     def show(self, files: list[tuple[str, bytes]]):

@@ -3,15 +3,17 @@
 The best Keras model by validation AUC explains a few test images (:data:`PER_CLASS` of each class, the
 first patients by path: the same images every time); next to its maps, those of the same network with its
 top layers re-initialised, all on one colour scale, with their rank correlation
-(:func:`helpers.explain.sanity.sanity_check`). The outputs record image paths relative to the dataset's
-folder, not the folder itself: it is looked for under the data folder, and a folder counts only when its
-images give the predictions the run stored (so a changed or regenerated file is never explained). Whatever
-is missing (no Keras model, no images) becomes a sentence, never an error. TensorFlow is imported only when
-there is a model to explain.
+(:func:`helpers.explain.sanity.sanity_check`). A three-class model is explained on its COVID unit (the score
+before the softmax): its maps are COVID against the rest, and P(COVID) decides which of the two a map shows.
+The outputs record image paths relative to the dataset's folder, not the folder itself: it is looked for under
+the data folder, and a folder counts only when its images give the predictions the run stored (so a changed or
+regenerated file is never explained). Whatever is missing (no Keras model, no images) becomes a sentence, never
+an error. TensorFlow is imported only when there is a model to explain.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,10 @@ AGREEMENT = 0.01  # largest difference from the stored probabilities for the fil
 TEXT = {
     "no_keras": "No Keras model among these runs (a VGG16 + XGBoost or logistic hybrid has no gradient from its "
                 "classifier to the image): no Grad-CAM to check.",
-    "multiclass": "{model} is a {n}-class model; the sanity check explains one sigmoid output "
-                  "(COVID against the rest), so it is not shown for this task.",
+    "multiclass": "; a {n}-class model, so the maps explain {positive} against the rest (its {positive} unit's score "
+                  "before the softmax); the map of an image called {other} shows the evidence against it",
 }
+OTHER = f"not {POSITIVE}"  # a three-class model's map of a call other than COVID
 
 
 def sanity_section(runs: list, *, label: str, key: str, files: Path, seed: int = 0) -> dict:
@@ -41,8 +44,6 @@ def sanity_section(runs: list, *, label: str, key: str, files: Path, seed: int =
     if run is None:
         return {"model": None, "figure": None, "similarity": None, "message": TEXT["no_keras"]}
     shown = {"model": run.model, "figure": None, "similarity": None, "message": None}
-    if run.multiclass:
-        return {**shown, "message": TEXT["multiclass"].format(model=run.model, n=len(run.classes))}
     rows = chosen_rows(run)
     if rows.empty:
         return {**shown, "message": f"{run.model} has no test predictions to explain."}
@@ -59,19 +60,27 @@ def sanity_section(runs: list, *, label: str, key: str, files: Path, seed: int =
         problem = str(error).rstrip(".")
     if check is None:
         return {**shown, "message": f"No sanity check for {run.model}: {problem}."}
+    if run.multiclass:  # the map of a call other than COVID is the evidence against COVID, whatever the class
+        check["original"] = replace(check["original"], classes=[c if c == POSITIVE else OTHER
+                                                                for c in check["original"].classes])
     titles = [f"truth {truth}\np({POSITIVE}) = {p:.3f} (threshold {run.threshold:.3f})"
               for truth, p in zip(rows["label"], rows["probability"], strict=True)]
     fig = plot_sanity_check(images, check, titles=titles, synthetic=run.synthetic, panel_size=2.0)
     caption = (f"{label}: Grad-CAM of {run.model} (best validation AUC) on {len(rows)} test images, trained and with "
                f"{', '.join(check['layers'])} re-initialised, on one colour scale")
+    if run.multiclass:
+        caption += TEXT["multiclass"].format(n=len(run.classes), positive=POSITIVE, other=OTHER)
     similarity = ", ".join("n/a" if np.isnan(s) else f"{s:.2f}" for s in check["similarity"])
     return {**shown, "figure": figure(fig, f"sanity_{key}", caption, files), "similarity": similarity}
 
 
 def chosen_rows(run, per_class: int = PER_CLASS) -> pd.DataFrame:
-    """The first ``per_class`` test patients of each class (by path), one image each: the same every time."""
+    """The first ``per_class`` test patients of each class (by path), one image each: the same every time.
+
+    COVID first; then the rest (binary), or each other class in class order (three classes)."""
     test = run.split("test").sort_values("path").drop_duplicates("patient_id")
-    return pd.concat([test[test["y_true"] == y].head(per_class) for y in (1, 0)], ignore_index=True)
+    others = [test["label"] == c for c in run.classes[:-1]] if run.multiclass else [test["y_true"] == 0]
+    return pd.concat([test[chosen].head(per_class) for chosen in [test["y_true"] == 1, *others]], ignore_index=True)
 
 
 def scored_images(model, rows: pd.DataFrame) -> tuple[np.ndarray | None, str | None]:

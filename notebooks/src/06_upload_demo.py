@@ -48,8 +48,9 @@ MODEL = "cnn"  # the model of TASK to preselect: "cnn" (02), a backbone such as 
 #
 # We look for the model folder `outputs/<DATASET>/<MODEL>/` that notebook 02, 03 or 04 wrote for
 # `TASK` (`outputs/<DATASET>/<MODEL>-<TASK>/` for a task other than the default), or the one
-# `make demo MODEL=...` named; if it is missing, the model that did best on its own validation
-# split is preselected instead. Nothing is loaded or rebuilt from the datasets:
+# `make demo MODEL=...` named; if it is missing, the model of `TASK` that did best on its own
+# validation split is preselected instead (a model of another task only when there is none, and the
+# cell says so: AUCs of two tasks are not comparable). Nothing is loaded or rebuilt from the datasets:
 # the demo only reads what the training notebooks saved. If no model exists at all (in Colab every
 # notebook starts in a new VM: `PERSIST = True` in the setup cell keeps the models of 02 and 03 in
 # your Google Drive), a quick small CNN is trained here into `outputs/demo/`, so that the course's
@@ -58,9 +59,9 @@ MODEL = "cnn"  # the model of TASK to preselect: "cnn" (02), a backbone such as 
 # %%
 from helpers.app import demo
 from helpers.app import predict
-from helpers.runs import read_run, run_name
+from helpers.runs import read_run
 
-model_dir = demo.choose_model(DATASET, run_name(MODEL, TASK))
+model_dir = demo.choose_model(DATASET, MODEL, task=TASK)
 if model_dir is None:  # no model at all: a quick CNN of TASK
     model_dir = demo.quick_model(DATASET, smoke=SMOKE, strict=STRICT, task=TASK)
 chosen = read_run(model_dir)

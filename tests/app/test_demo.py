@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -108,6 +109,22 @@ def test_picker_lists_every_model_kind_and_preselects(course_dirs, monkeypatch):
     assert demo.choose_model("synthetic", "vgg16-xgboost") == (out / "synthetic" / "cnn").resolve()
     monkeypatch.delenv(demo.MODEL_VARIABLE)
     assert demo.choose_model("covid19-radiography", "cnn") == demo.best_model(demo.run_folders())
+
+
+def test_the_default_model_is_the_best_of_the_requested_task_before_any_other(course_dirs, capsys):
+    binary, three = save_tiny_cnn("synthetic"), save_tiny_cnn("synthetic", task="three-class")
+    metrics = json.loads((binary / "metrics.json").read_text())
+    metrics["val"]["auc"] = json.loads((three / "metrics.json").read_text())["val"]["auc"] - 0.3
+    (binary / "metrics.json").write_text(json.dumps(metrics))  # the three-class run has the higher val AUC
+    assert demo.choose_model() == binary and demo.choose_model(task="three-class") == three
+    assert demo.UploadDemo().picker.value == str(binary) and capsys.readouterr().out == ""
+    assert "No covid-vs-normal model" not in demo.UploadDemo().model_note.value
+    (binary / "model.keras").unlink()  # no covid-vs-normal model left: another task's, said so
+    assert demo.choose_model() == three
+    assert "No covid-vs-normal model found: preselected the three-class model" in capsys.readouterr().out
+    app = demo.UploadDemo()
+    assert app.picker.value == str(three) and "No covid-vs-normal model found" in app.model_note.value
+    assert demo.UploadDemo(model=three).fallback is None  # chosen, not fallen back to
 
 
 def test_a_run_with_broken_metrics_is_left_out_of_the_picker(course_dirs):

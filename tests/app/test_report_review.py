@@ -19,7 +19,7 @@ from helpers.app import report
 from helpers.images import read_image, resize
 from helpers.runs import save_run
 from tests.app.test_report import parse
-from tests.tiny_models import save_tiny_cnn, save_tiny_hybrid
+from tests.tiny_models import save_tiny_hybrid
 
 pytestmark = pytest.mark.tensorflow  # real Keras models in most tests
 
@@ -27,11 +27,12 @@ SIZE = 32
 SPLITS = ["train"] * 8 + ["val"] * 8 + ["test"] * 8
 
 
-def brightness_model():
+def brightness_model(classes: int = 1):
     """A real Keras CNN (two convolutions, pooling, one sigmoid unit) whose COVID score grows with brightness.
 
     Built with the default (random) initialisers, so that the sanity check's re-initialised copy differs,
-    then given weights that average the image: the logit is 8 x mean brightness (0..1) - 4.
+    then given weights that average the image: the logit is 8 x mean brightness (0..1) - 4. With ``classes=3``,
+    a softmax whose last (COVID) unit has that score and the other two 0.
     """
     import keras
 
@@ -39,12 +40,15 @@ def brightness_model():
     x = keras.layers.Rescaling(1 / 255)(inputs)
     first = keras.layers.Conv2D(4, 3, padding="same", activation="relu")
     last = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="last_conv")
-    head = keras.layers.Dense(1, activation="sigmoid")
+    head = keras.layers.Dense(classes, activation="sigmoid" if classes == 1 else "softmax")
     outputs = head(keras.layers.GlobalAveragePooling2D()(last(first(x))))
     model = keras.Model(inputs, outputs, name="bright")
-    for layer, value, bias in ((first, 1 / 27, 0.0), (last, 1 / 36, 0.0), (head, 2.0, -4.0)):
+    for layer, value, bias in ((first, 1 / 27, 0.0), (last, 1 / 36, 0.0)):
         kernel = layer.get_weights()[0]
         layer.set_weights([np.full_like(kernel, value), np.full(kernel.shape[-1], bias, kernel.dtype)])
+    kernel, biases = np.zeros((4, classes), np.float32), np.zeros(classes, np.float32)
+    kernel[:, -1], biases[-1] = 2.0, -4.0  # only the COVID unit sees the brightness
+    head.set_weights([kernel, biases])
     return model
 
 
@@ -80,7 +84,8 @@ def predictions(dataset, probability) -> pd.DataFrame:
 def model_scores(model, dataset, data_dir) -> np.ndarray:
     rows = dataset.manifest[dataset.manifest["split"] != "train"]
     images = np.stack([resize(read_image(data_dir / "toy" / "v1" / p, reduce_to=SIZE), SIZE) for p in rows["path"]])
-    return model.predict(np.repeat(images[..., None], 3, axis=3).astype(np.float32), verbose=0)[:, 0]
+    scores = model.predict(np.repeat(images[..., None], 3, axis=3).astype(np.float32), verbose=0)
+    return scores[:, 0] if scores.shape[1] == 1 else scores  # P(COVID), or N x 3 in class order
 
 
 @pytest.fixture(scope="module")
@@ -180,13 +185,28 @@ def test_changed_or_missing_images_and_hybrid_only_outputs_are_said_not_fatal(bu
 
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "partial"))
     save_tiny_hybrid("toy-hybrid")
-    save_tiny_cnn("toy-three", task="three-class")  # a Keras model the sanity check cannot explain
     assert report.main(["--output-dir", str(tmp_path / "partial"), "--n-boot", "20"]) == 0
-    html = (tmp_path / "partial" / "report.html").read_text(encoding="utf-8")
-    hybrid, three = (html.split(f"<h3>{name} (xray, SYNTHETIC data)</h3>")[1] for name in ("toy-hybrid", "toy-three"))
+    hybrid = (tmp_path / "partial" / "report.html").read_text(encoding="utf-8")
     assert "No Keras model among these runs" in sections(hybrid, "sanity")[0]
     assert "Only one model was scored" in sections(hybrid, "paired")[0]
-    assert "is a 3-class model" in sections(three, "sanity")[0]
+
+
+def test_a_three_class_keras_model_gets_its_sanity_figure_covid_against_the_rest(course_dirs):
+    from helpers.app.report_sanity import chosen_rows
+    from helpers.runs import read_runs
+
+    data_dir, out = course_dirs
+    dataset = toy_dataset(data_dir, task="three-class")
+    model = brightness_model(classes=3)
+    save_run("cnn", dataset=dataset, predictions=predictions(dataset, model_scores(model, dataset, data_dir)),
+             model=model, img_size=SIZE, gradcam_layer="last_conv", weights="scratch")
+    assert list(chosen_rows(read_runs(out)[0])["label"]) == ["COVID"] * 2 + ["NORMAL"] * 2 + ["PNEUMONIA"] * 2
+    _, page = report.build_report(out, n_boot=20)
+    sanity = sections(page.read_text(encoding="utf-8"), "sanity")[0]
+    assert re.search(r'<img src="data:image/png;base64,', sanity) and "Grad-CAM of cnn" in sanity
+    assert "a 3-class model, so the maps explain COVID against the rest" in sanity
+    assert re.search(r"per image: (-?[\d.]+|n/a)(, (-?[\d.]+|n/a)){5} \(", sanity)  # 2 images of each class
+    assert (out / "report_files" / "sanity_toy_three-class.png").is_file()
 
 
 def test_an_unusable_stored_calibration_is_a_note_not_a_crash(tmp_path):
