@@ -238,6 +238,8 @@ def pytest_collection_modifyitems(config, items):
         module, per_function = module_needs(item.path)
         needs = set(module) | set(per_function.get(getattr(item, "originalname", item.name), ()))
         needs |= {mark for name in getattr(item, "fixturenames", ()) for mark in per_function.get(name, ())}
+        if "smoke" in getattr(item, "fixturenames", ()):
+            needs.add("smoke")  # the default task's SMOKE series: make test runs it, make test-colab does not
         for mark in sorted(needs | ({"slow"} if "notebooks" in needs else set())):
             item.add_marker(mark)
     if config.getoption("--fast"):

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from test_report import parse
+from tiny_models import save_tiny_hybrid
 
 from helpers import data
 from helpers.app import report
 from helpers.images import read_image, resize
 from helpers.runs import save_run
-from tests.app.test_report import parse
-from tests.tiny_models import save_tiny_hybrid
 
 pytestmark = pytest.mark.tensorflow  # real Keras models in most tests
 

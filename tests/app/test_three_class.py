@@ -34,7 +34,8 @@ def three_class_run(module_course_dirs) -> Path:
     from helpers.models import build_cnn
     from helpers.models.train import evaluate_and_save, fit
 
-    dataset = course_dataset("synthetic", task="three-class", smoke=True, n_patients=60, size=64)
+    # 90 patients: every class in val with scikit-learn 1.6 (Colab's StratifiedGroupKFold) and 1.9
+    dataset = course_dataset("synthetic", task="three-class", smoke=True, n_patients=90, size=64)
     images = load_images(dataset, 32, progress=False)
     model = build_cnn(32, filters=(8, 16), classes=3)
     history = fit(model, images, epochs=2, batch_size=16, learning_rate=3e-3, classes=dataset.classes, verbose=0)

@@ -2,8 +2,9 @@
 
 One session fixture runs every notebook for ``covid-vs-pneumonia`` and ``three-class``
 (``runner.run_all(..., tasks=...)``, the two series side by side); the tests assert on what it
-wrote. Marked ``tasks``: ``make test`` runs it, ``make test-colab`` leaves it out (the default
-task's series in tests/notebooks/test_notebooks.py is the one both run), to keep CI in budget.
+wrote. Marked ``tasks``: ``make test-colab`` runs it, in Colab's versions; ``make test`` runs the
+default task's series (tests/notebooks/test_notebooks.py, marked ``smoke``) instead, so that CI runs
+every series once and stays in budget.
 """
 
 from __future__ import annotations
