@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return prepare(argv[1:])
     import importlib
 
+    if argv[0] in ("predict", "report"):  # both load Keras models: without TensorFlow's C++ start-up lines
+        from helpers.environment import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     return importlib.import_module(commands[argv[0]]).main(argv[1:])
 
 

@@ -35,7 +35,7 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _import_tensorflow_quietly(module: str = "tensorflow") -> None:
+def import_tensorflow_quietly(module: str = "tensorflow") -> None:
     """Import TensorFlow without its C++ start-up lines, the first thing a learner would read otherwise.
 
     TensorFlow 2.21 writes them to file descriptor 2 before absl logging starts, whatever
@@ -173,7 +173,7 @@ def setup(seed: int = 42, *, persist: bool = False, mixed_precision: bool | None
     """
     persistent = persist_in_drive() if persist else None
     _quiet_tensorflow()
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     _point_caches_into_project()
     import keras
 

@@ -39,7 +39,7 @@ def test_start_up_lines_are_dropped_and_every_other_line_is_replayed(tmp_path):
         f"import os, sys\nos.write(2, {NOISE!r})\nos.write(2, b'E0000 a real error from C++\\n')\n"
         f"print('a Python warning', file=sys.stderr)\nos.write(2, {NOISE!r})\nVALUE = 42\n"
     )
-    result = python("import os, sys\nfrom helpers import environment\nenvironment._import_tensorflow_quietly('noisy')\n"
+    result = python("import os, sys\nfrom helpers import environment\nenvironment.import_tensorflow_quietly('noisy')\n"
                     "print(sys.modules['noisy'].VALUE)\nos.write(2, b'fd 2 is back\\n')", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "42\n"
@@ -49,7 +49,7 @@ def test_start_up_lines_are_dropped_and_every_other_line_is_replayed(tmp_path):
 def test_a_failing_import_shows_its_error_and_gives_fd_2_back(tmp_path):
     (tmp_path / "broken.py").write_text(f"import os\nos.write(2, {NOISE!r} + b'E0000 cannot load libcuda\\n')\n"
                                         "raise ImportError('no such library')\n")
-    result = python("import os\nfrom helpers import environment\ntry:\n    environment._import_tensorflow_quietly('broken')\n"
+    result = python("import os\nfrom helpers import environment\ntry:\n    environment.import_tensorflow_quietly('broken')\n"
                     "except ImportError as error:\n    print(error)\nos.write(2, b'fd 2 is back\\n')", tmp_path)
     assert result.stdout == "no such library\n"
     assert result.stderr == "E0000 cannot load libcuda\nfd 2 is back\n"
@@ -62,4 +62,18 @@ def test_setup_imports_the_real_tensorflow_without_its_start_up_lines(tmp_path):
                     "helpers.setup(verbose=False)\nimport tensorflow\nprint(tensorflow.__version__)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()  # the version: TensorFlow really was imported
+    assert not [mark for mark in NOISE_MARKS if mark in result.stderr], result.stderr
+
+
+@pytest.mark.tensorflow
+def test_the_predict_and_report_commands_print_no_start_up_lines(course_dirs, shared_data):
+    """``python -m helpers predict`` (and ``report``, the same entry) loads a Keras model: no TensorFlow start-up lines."""
+    from tiny_models import save_tiny_cnn
+
+    folder = save_tiny_cnn()
+    image = next((shared_data / "kermany-mini").rglob("*.jp*g"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run([sys.executable, "-m", "helpers", "predict", "--model", str(folder), str(image)], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and '"probability"' in result.stdout, result.stderr
     assert not [mark for mark in NOISE_MARKS if mark in result.stderr], result.stderr

@@ -324,7 +324,9 @@ def run_all(
     _finish(rows, time.perf_counter() - started)
     if report:
         from helpers.app.report import build_report
+        from helpers.environment import import_tensorflow_quietly
 
+        import_tensorflow_quietly()  # the report loads Keras models (its sanity figure)
         md, html = build_report()
         print(f"report: {html} (and {md.name})")
     return rows
