@@ -163,7 +163,8 @@ NEEDS = {"tensorflow": ("tensorflow", "keras", "helpers.models", "helpers.explai
          "notebooks": ("papermill",)}
 WHOLE_MODULE = {"notebooks"}  # a module that runs notebooks anywhere is a notebooks module
 # Calls that import TensorFlow or start kernels without an import statement in the test.
-CALLS = {"setup": "tensorflow", "seed_everything": "tensorflow", "run_all": "papermill", "execute_notebook": "papermill"}
+CALLS = {"setup": "tensorflow", "seed_everything": "tensorflow", "run_all": "papermill", "run_series": "papermill",
+         "execute_notebook": "papermill"}
 
 
 def _imported(node: ast.AST) -> list[str]:

@@ -95,9 +95,8 @@ def load_run_model(run: Run):
 
 
 def _is_hybrid(model) -> bool:
-    from helpers.models.hybrid import Hybrid
-
-    return isinstance(model, Hybrid)
+    """A :class:`helpers.models.hybrid.Hybrid` (or anything that predicts as one: images -> P(COVID))."""
+    return hasattr(model, "predict_features")
 
 
 def model_size(model) -> int:
@@ -118,8 +117,13 @@ def covid_probability(model, images: np.ndarray, *, batch_size: int = 64) -> np.
         from helpers.models.train import predict
 
         prob = predict(model, images, batch_size=batch_size)
+    return covid_column(prob)
+
+
+def covid_column(prob) -> np.ndarray:
+    """P(COVID) from a model's output: the vector itself, or a softmax's last column (COVID is every task's last class)."""
     prob = np.asarray(prob, np.float64)
-    return prob[:, -1] if prob.ndim == 2 else prob
+    return prob[:, -1] if prob.ndim == 2 else prob.reshape(-1)
 
 
 def external_validation(

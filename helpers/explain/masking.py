@@ -143,25 +143,18 @@ def masking_conditions(images: np.ndarray, masks: np.ndarray, *, dilation: int |
 # ---------------------------------------------------------------------- the experiment
 
 
-def _covid(prob) -> np.ndarray:
-    """P(COVID): the vector itself, or a softmax's last column (COVID is every task's last class)."""
-    prob = np.asarray(prob, float)
-    return prob[:, -1] if prob.ndim == 2 else prob.reshape(-1)
-
-
 def as_predict_fn(model, *, batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
     """A function ``images (N x H x W uint8) -> probabilities of COVID`` from a Keras model, a hybrid or a function.
 
-    A three-class model's probabilities of COVID are its COVID column (COVID against the rest).
+    Models go through :func:`helpers.explain.external.covid_probability` (a three-class model: its COVID column);
+    a function's output is read the same way.
     """
-    if hasattr(model, "predict_features"):  # helpers.models.hybrid.Hybrid
-        return lambda images: _covid(model.predict(images, batch_size=batch_size))
-    if hasattr(model, "layers"):  # a Keras model
-        from helpers.models.train import predict
+    from helpers.explain.external import covid_column, covid_probability
 
-        return lambda images: _covid(predict(model, images, batch_size=batch_size))
+    if hasattr(model, "predict_features") or hasattr(model, "layers"):  # a hybrid or a Keras model
+        return lambda images: covid_probability(model, images, batch_size=batch_size)
     if callable(model):
-        return lambda images: _covid(model(images))
+        return lambda images: covid_column(model(images))
     raise TypeError(f"expected a Keras model, a hybrid or a function images -> probabilities, not {type(model)}")
 
 

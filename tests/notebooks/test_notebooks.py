@@ -132,20 +132,27 @@ def test_setup_cell_installs_nothing_outside_colab(monkeypatch):
 # ------------------------------------------------------------------------------------ the SMOKE series
 
 
-@pytest.fixture(scope="session")
-def smoke(tmp_path_factory):
-    """Run every notebook in SMOKE mode, offline, on the synthetic X-ray and CT sets (once per session)."""
+def run_series(root, **options) -> tuple:
+    """``runner.run_all("smoke", ...)`` with the data and outputs in ``root``; ``(outputs folder, rows)``.
+
+    Session fixtures cannot use monkeypatch, so the two folders' variables are set and restored here.
+    """
     from helpers.app import runner
 
-    root = tmp_path_factory.mktemp("smoke")
     saved = {k: os.environ.get(k) for k in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR")}
     os.environ.update(COURSE_DATA_DIR=str(root / "data"), COURSE_OUTPUT_DIR=str(root / "outputs"))
     try:
-        rows = runner.run_all("smoke", datasets=SMOKE_DATASETS, force=True)
+        rows = runner.run_all("smoke", force=True, **options)
     finally:
         for key, value in saved.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
     return root / "outputs", rows
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """Run every notebook in SMOKE mode, offline, on the synthetic X-ray and CT sets (once per session)."""
+    return run_series(tmp_path_factory.mktemp("smoke"), datasets=SMOKE_DATASETS)
 
 
 def test_smoke_series_runs_every_notebook_on_each_dataset(smoke):

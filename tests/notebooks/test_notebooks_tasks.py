@@ -10,14 +10,13 @@ every series once and stays in budget.
 from __future__ import annotations
 
 import json
-import os
 
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import check_recorded_metrics
-from test_notebooks import EXPECTED, NOTEBOOKS
+from test_notebooks import EXPECTED, NOTEBOOKS, run_series
 
 from helpers.data.tasks import get_task
 from helpers.runs import run_name
@@ -33,17 +32,7 @@ CHANCE_MARGIN = 0.25  # the CNNs' AUC must clear chance (0.5) by this much (SMOK
 @pytest.fixture(scope="session")
 def smoke_tasks(tmp_path_factory):
     """Every notebook in SMOKE mode for each task on the synthetic X-ray set (once per session)."""
-    from helpers.app import runner
-
-    root = tmp_path_factory.mktemp("smoke-tasks")
-    saved = {k: os.environ.get(k) for k in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR")}
-    os.environ.update(COURSE_DATA_DIR=str(root / "data"), COURSE_OUTPUT_DIR=str(root / "outputs"))
-    try:
-        rows = runner.run_all("smoke", datasets=[DATASET], tasks=TASKS, force=True, report=False)
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    return root / "outputs", rows
+    return run_series(tmp_path_factory.mktemp("smoke-tasks"), datasets=[DATASET], tasks=TASKS, report=False)
 
 
 def executed(out, task, name):
